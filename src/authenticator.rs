@@ -1,0 +1,233 @@
+//! The verification path: one function that runs every check in a fixed order and returns one
+//! verdict. The host turns the verdict into a response through `response`, so no path can
+//! skip a check, a log line or the status mapping.
+//!
+//! Order: bearer extraction, JWS parse, header (`alg`, `crit`), provider by `iss`, key by
+//! `kid`, signature, time (`exp`, `nbf`, `iat`), audience, scope. The claims read before the
+//! signature (`iss`, the header) only choose keys; nothing else is trusted until it verifies.
+
+use std::rc::Rc;
+
+use serde_json::{Map, Value};
+
+use crate::algorithm::Algorithm;
+use crate::claims;
+use crate::config::FilterConfig;
+use crate::extractor;
+use crate::jwks::{KeyQuery, KeySet};
+use crate::jws;
+use crate::reason::{Reason, Rejection};
+use crate::signature;
+
+/// What the key store can offer for one provider right now.
+#[derive(Debug, Clone)]
+pub enum KeyAvailability {
+    Ready(Rc<KeySet>),
+    /// The first fetch is in flight: hold the request until it ends.
+    Pending,
+    /// No keys and no fetch in flight; the next attempt is in `retry_after_seconds`.
+    Unavailable { retry_after_seconds: u64 },
+}
+
+/// Supplies each provider's keys; the host implements it over its JWKS caches.
+pub trait KeyStore {
+    fn keys(&self, provider_index: usize) -> KeyAvailability;
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub provider_index: usize,
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub claims: Map<String, Value>,
+}
+
+/// A rejected request, with what the response and the log line need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub rejection: Rejection,
+    /// The provider the token named, once `iss` matched one.
+    pub provider_index: Option<usize>,
+    /// Seconds for `Retry-After`, set with `jwks_unavailable`.
+    pub retry_after_seconds: Option<u64>,
+}
+
+/// The outcome of authenticating one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Allow(Verified),
+    Deny(Denial),
+    /// The provider's keys are being fetched: hold the request and authenticate it again
+    /// when the fetch ends.
+    WaitForKeys { provider_index: usize },
+}
+
+/// The request data the checks read.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestAuth<'a> {
+    /// Values of every `Authorization` header, in order.
+    pub authorization: &'a [&'a str],
+    /// Current time from the host clock, in seconds since the Unix epoch.
+    pub now_seconds: i64,
+}
+
+enum Stop {
+    Deny(Denial),
+    Wait(usize),
+}
+
+impl From<Rejection> for Stop {
+    fn from(rejection: Rejection) -> Self {
+        Stop::Deny(Denial {
+            rejection,
+            provider_index: None,
+            retry_after_seconds: None,
+        })
+    }
+}
+
+/// Authenticates one request against the configuration and the current keys.
+pub fn authenticate(config: &FilterConfig, keys: &dyn KeyStore, request: RequestAuth<'_>) -> Verdict {
+    match run_checks(config, keys, request) {
+        Ok(verified) => Verdict::Allow(verified),
+        Err(Stop::Deny(denial)) => Verdict::Deny(denial),
+        Err(Stop::Wait(provider_index)) => Verdict::WaitForKeys { provider_index },
+    }
+}
+
+fn run_checks(config: &FilterConfig, keys: &dyn KeyStore, request: RequestAuth<'_>) -> Result<Verified, Stop> {
+    let token = extractor::extract_bearer_token(request.authorization)?;
+    let jws = jws::parse_compact(token)?;
+    let header = jws::check_header(&jws.header)?;
+
+    let provider_index = select_provider(config, &jws.claims)?;
+    let with_provider = |rejection: Rejection| {
+        Stop::Deny(Denial {
+            rejection,
+            provider_index: Some(provider_index),
+            retry_after_seconds: None,
+        })
+    };
+    let provider = config
+        .providers
+        .get(provider_index)
+        .ok_or_else(|| Rejection::new(Reason::IssuerUnknown, "provider index out of range"))?;
+
+    let key_set = match keys.keys(provider_index) {
+        KeyAvailability::Ready(key_set) => key_set,
+        KeyAvailability::Pending => return Err(Stop::Wait(provider_index)),
+        KeyAvailability::Unavailable { retry_after_seconds } => {
+            return Err(Stop::Deny(Denial {
+                rejection: Rejection::new(
+                    Reason::JwksUnavailable,
+                    format!("no keys loaded for provider {}", provider.name),
+                ),
+                provider_index: Some(provider_index),
+                retry_after_seconds: Some(retry_after_seconds),
+            }))
+        }
+    };
+
+    let query = KeyQuery {
+        kid: header.kid,
+        alg: header.alg,
+    };
+    let candidates = key_set.candidates(query);
+    if candidates.is_empty() {
+        let detail = match header.kid {
+            Some(kid) => format!("no {} key with kid {:?}", header.alg, jws::truncate(kid, 64)),
+            None => format!("token has no kid and the set has no single {} key", header.alg),
+        };
+        return Err(with_provider(Rejection::new(Reason::KeyNotFound, detail)));
+    }
+
+    let verifies = candidates
+        .iter()
+        .any(|key| signature::verify(header.alg, &key.material, jws.signing_input, &jws.signature));
+    if !verifies {
+        return Err(with_provider(Rejection::new(
+            Reason::SignatureInvalid,
+            format!("{} signature does not verify", header.alg),
+        )));
+    }
+
+    claims::check_time(&jws.claims, request.now_seconds, config.clock_skew_seconds).map_err(with_provider)?;
+    check_audience(&jws.claims, &provider.audiences).map_err(with_provider)?;
+    check_scope(&jws.claims, &config.required_scopes).map_err(with_provider)?;
+
+    Ok(Verified {
+        provider_index,
+        alg: header.alg,
+        kid: header.kid.map(str::to_owned),
+        claims: jws.claims,
+    })
+}
+
+fn select_provider(config: &FilterConfig, claims: &Map<String, Value>) -> Result<usize, Rejection> {
+    let issuer = match claims.get("iss") {
+        Some(Value::String(issuer)) => issuer,
+        Some(other) => {
+            return Err(Rejection::new(
+                Reason::IssuerUnknown,
+                format!("iss is not a string: {}", claims::short_json(other)),
+            ))
+        }
+        None => return Err(Rejection::new(Reason::IssuerUnknown, "token has no iss claim")),
+    };
+    config
+        .providers
+        .iter()
+        .position(|provider| provider.issuer == *issuer)
+        .ok_or_else(|| {
+            Rejection::new(
+                Reason::IssuerUnknown,
+                format!("iss {:?} matches no provider", jws::truncate(issuer, 128)),
+            )
+        })
+}
+
+/// Requires that `aud` contains at least one of the provider's audiences.
+pub fn check_audience(claims: &Map<String, Value>, allowed: &[String]) -> Result<(), Rejection> {
+    let audiences = claims::audiences(claims)?;
+    if audiences.iter().any(|aud| allowed.iter().any(|ok| ok == aud)) {
+        return Ok(());
+    }
+    let detail = if audiences.is_empty() {
+        "token has no aud claim".to_owned()
+    } else {
+        format!(
+            "aud {:?} contains none of the configured audiences",
+            jws::truncate(&audiences.join(" "), 128)
+        )
+    };
+    Err(Rejection::new(Reason::AudienceNotAllowed, detail))
+}
+
+/// Requires a non-empty scope and every required scope value.
+///
+/// An empty scope is rejected even when nothing is required: in IDaaS it means the
+/// application was granted no permission with a Scope Value, a misconfiguration that must
+/// surface at once rather than when a scope is first required.
+pub fn check_scope(claims: &Map<String, Value>, required: &[String]) -> Result<(), Rejection> {
+    let granted = claims::scopes(claims)?;
+    if granted.is_empty() {
+        return Err(Rejection::new(
+            Reason::ScopeEmpty,
+            "token has no scope values (scope and scp are missing or empty)",
+        ));
+    }
+    let missing: Vec<&str> = required
+        .iter()
+        .map(String::as_str)
+        .filter(|scope| !granted.contains(scope))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            Reason::ScopeInsufficient,
+            format!("missing required scope {}", missing.join(" ")),
+        ))
+    }
+}

@@ -1,0 +1,592 @@
+//! Filter configuration: parsing the plugin's JSON and validating it into `FilterConfig`.
+//!
+//! Every error names the field by its JSON path (`providers[0].audiences`) and says what to
+//! change. Unknown fields are not errors, because Higress adds its own (`_rules_`,
+//! `_match_route_`), but they are returned so the host can log them once.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::jwks::{self, KeySet, SkippedKey};
+
+/// Default for `clock_skew_seconds`, the tolerance applied to `exp`, `nbf` and `iat`.
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
+/// Largest `clock_skew_seconds` accepted; more would quietly extend every token's life.
+pub const MAX_CLOCK_SKEW_SECONDS: u64 = 3600;
+/// Default for `remote_jwks.timeout_ms`.
+pub const DEFAULT_JWKS_TIMEOUT_MS: u64 = 1500;
+/// Largest `remote_jwks.timeout_ms` accepted; requests wait on the first fetch that long.
+pub const MAX_JWKS_TIMEOUT_MS: u64 = 60_000;
+/// Default for `remote_jwks.cache_duration_seconds`.
+pub const DEFAULT_JWKS_CACHE_DURATION_SECONDS: u64 = 600;
+/// Largest `remote_jwks.cache_duration_seconds` accepted (7 days).
+pub const MAX_JWKS_CACHE_DURATION_SECONDS: u64 = 7 * 24 * 3600;
+
+/// The validated configuration of one filter instance.
+#[derive(Debug, Clone)]
+pub struct FilterConfig {
+    /// Trusted issuers; a token's `iss` selects one by exact match.
+    pub providers: Vec<Provider>,
+    /// Scope values every token must carry (all of them). Empty means any non-empty scope.
+    pub required_scopes: Vec<String>,
+    /// Tolerance, in seconds, for clock differences between IdP and gateway.
+    pub clock_skew_seconds: u64,
+    /// Whether the verified `Authorization` header is passed to the upstream (default false).
+    pub keep_token: bool,
+}
+
+/// One trusted issuer and where its keys come from.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Short name used in logs.
+    pub name: String,
+    /// Exact `iss` value (IDaaS console: Issuer URL).
+    pub issuer: String,
+    /// Accepted `aud` values (IDaaS console: Resource Server Identifier). Never empty.
+    pub audiences: Vec<String>,
+    pub jwks: JwksSource,
+}
+
+/// Where a provider's verification keys come from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    /// Fetched over HTTP through an Envoy cluster and cached.
+    Remote(RemoteJwks),
+    /// Given inline in the configuration.
+    Local(KeySet),
+}
+
+/// A JWKS endpoint reached through a named proxy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    /// Name of the proxy cluster that routes to the JWKS host.
+    pub cluster: String,
+    /// The full URI, for logs.
+    pub uri: String,
+    /// `:authority` of the fetch, taken from `uri`.
+    pub authority: String,
+    /// `:path` of the fetch (with query), taken from `uri`.
+    pub path: String,
+    /// How long one fetch may take before it counts as failed.
+    pub timeout_ms: u64,
+    /// How long a fetched key set is used before it is fetched again.
+    pub cache_duration_seconds: u64,
+}
+
+/// An invalid configuration value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON path of the offending field, such as `providers[0].audiences`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A valid configuration plus what the host should log about it.
+#[derive(Debug, Clone)]
+pub struct ParsedConfig {
+    pub config: FilterConfig,
+    /// Paths of fields this version does not know; they are ignored.
+    pub unknown_fields: Vec<String>,
+    /// Inline keys that were skipped, with the `local_jwks` path they came from.
+    pub skipped_keys: Vec<(String, SkippedKey)>,
+}
+
+/// Parses and validates the plugin configuration.
+pub fn parse_config(bytes: &[u8]) -> Result<ParsedConfig, ConfigError> {
+    let root = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err(error("", "configuration must be a JSON object")),
+        Err(parse_error) => {
+            return Err(error(
+                "",
+                format!("configuration is not valid JSON: {parse_error}"),
+            ))
+        }
+    };
+
+    let mut unknown_fields = Vec::new();
+    let mut skipped_keys = Vec::new();
+    let mut reader = ObjectReader::new(&root, String::new());
+
+    let providers = match reader.get("providers") {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut providers = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                let path = format!("providers[{index}]");
+                providers.push(parse_provider(item, path, &mut unknown_fields, &mut skipped_keys)?);
+            }
+            providers
+        }
+        Some(Value::Array(_)) | None => {
+            return Err(error(
+                "providers",
+                "at least one provider is required (issuer, audiences and remote_jwks or local_jwks)",
+            ))
+        }
+        Some(_) => return Err(error("providers", "must be an array of provider objects")),
+    };
+    check_unique(&providers, |p| &p.name, "name")?;
+    check_unique(&providers, |p| &p.issuer, "issuer")?;
+
+    let required_scopes = match reader.get("required_scopes") {
+        None => Vec::new(),
+        Some(value) => scope_list(value, "required_scopes")?,
+    };
+    let clock_skew_seconds = match reader.get("clock_skew_seconds") {
+        None => DEFAULT_CLOCK_SKEW_SECONDS,
+        Some(value) => bounded_u64(value, "clock_skew_seconds", "seconds", 0, MAX_CLOCK_SKEW_SECONDS)?,
+    };
+    let keep_token = match reader.get("keep_token") {
+        None => false,
+        Some(Value::Bool(flag)) => *flag,
+        Some(_) => return Err(error("keep_token", "must be true or false")),
+    };
+    reader.collect_unknown(&mut unknown_fields);
+
+    Ok(ParsedConfig {
+        config: FilterConfig {
+            providers,
+            required_scopes,
+            clock_skew_seconds,
+            keep_token,
+        },
+        unknown_fields,
+        skipped_keys,
+    })
+}
+
+fn parse_provider(
+    value: &Value,
+    path: String,
+    unknown_fields: &mut Vec<String>,
+    skipped_keys: &mut Vec<(String, SkippedKey)>,
+) -> Result<Provider, ConfigError> {
+    let Value::Object(map) = value else {
+        return Err(error(&path, "must be an object"));
+    };
+    let mut reader = ObjectReader::new(map, path);
+
+    let name = non_empty_string(reader.get("name"), &reader.field("name"), "a short provider name used in logs")?;
+    let issuer = non_empty_string(
+        reader.get("issuer"),
+        &reader.field("issuer"),
+        "the exact iss value of the tokens (IDaaS: Issuer URL)",
+    )?;
+
+    let audiences_field = reader.field("audiences");
+    let audiences = match reader.get("audiences") {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut audiences = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                let item_field = format!("{audiences_field}[{index}]");
+                audiences.push(non_empty_string(Some(item), &item_field, "an audience string")?);
+            }
+            audiences
+        }
+        Some(Value::Array(_)) | None => {
+            return Err(error(
+                &audiences_field,
+                "must list at least one audience (IDaaS: the Resource Server Identifier)",
+            ))
+        }
+        Some(_) => return Err(error(&audiences_field, "must be an array of strings")),
+    };
+
+    let remote_field = reader.field("remote_jwks");
+    let local_field = reader.field("local_jwks");
+    let jwks = match (reader.get("remote_jwks"), reader.get("local_jwks")) {
+        (Some(remote), None) => JwksSource::Remote(parse_remote_jwks(remote, remote_field, unknown_fields)?),
+        (None, Some(local)) => {
+            let parsed = parse_local_jwks(local, &local_field)?;
+            skipped_keys.extend(parsed.skipped.into_iter().map(|key| (local_field.clone(), key)));
+            JwksSource::Local(parsed.key_set)
+        }
+        (Some(_), Some(_)) => {
+            return Err(error(
+                &reader.path,
+                "set either remote_jwks or local_jwks, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(error(
+                &reader.path,
+                "set remote_jwks (the IDaaS JWKS endpoint) or local_jwks (an inline JWKS)",
+            ))
+        }
+    };
+
+    reader.collect_unknown(unknown_fields);
+    Ok(Provider {
+        name,
+        issuer,
+        audiences,
+        jwks,
+    })
+}
+
+fn parse_remote_jwks(
+    value: &Value,
+    path: String,
+    unknown_fields: &mut Vec<String>,
+) -> Result<RemoteJwks, ConfigError> {
+    let Value::Object(map) = value else {
+        return Err(error(&path, "must be an object with cluster and uri"));
+    };
+    let mut reader = ObjectReader::new(map, path);
+
+    let cluster = non_empty_string(
+        reader.get("cluster"),
+        &reader.field("cluster"),
+        "the name of the proxy cluster that reaches the JWKS host",
+    )?;
+    let uri_field = reader.field("uri");
+    let uri = non_empty_string(reader.get("uri"), &uri_field, "the JWKS URL")?;
+    let (authority, fetch_path) = split_http_uri(&uri).map_err(|message| error(&uri_field, message))?;
+
+    let timeout_ms = match reader.get("timeout_ms") {
+        None => DEFAULT_JWKS_TIMEOUT_MS,
+        Some(value) => bounded_u64(value, &reader.field("timeout_ms"), "milliseconds", 1, MAX_JWKS_TIMEOUT_MS)?,
+    };
+    let cache_duration_seconds = match reader.get("cache_duration_seconds") {
+        None => DEFAULT_JWKS_CACHE_DURATION_SECONDS,
+        Some(value) => bounded_u64(
+            value,
+            &reader.field("cache_duration_seconds"),
+            "seconds",
+            1,
+            MAX_JWKS_CACHE_DURATION_SECONDS,
+        )?,
+    };
+
+    reader.collect_unknown(unknown_fields);
+    Ok(RemoteJwks {
+        cluster,
+        uri,
+        authority,
+        path: fetch_path,
+        timeout_ms,
+        cache_duration_seconds,
+    })
+}
+
+fn parse_local_jwks(value: &Value, field: &str) -> Result<jwks::ParsedKeySet, ConfigError> {
+    let parsed = match value {
+        Value::String(text) => jwks::parse_jwks(text.as_bytes()),
+        Value::Object(map) => jwks::parse_jwks_object(map),
+        _ => return Err(error(field, "must be a JWKS document, as a JSON string or an object")),
+    };
+    parsed.map_err(|jwks_error| error(field, jwks_error.to_string()))
+}
+
+/// Splits `http(s)://authority/path?query` into the fetch's `:authority` and `:path`.
+fn split_http_uri(uri: &str) -> Result<(String, String), String> {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))
+        .ok_or_else(|| format!("{uri:?} must start with https:// or http://"))?;
+    if rest.chars().any(|c| c.is_whitespace() || c.is_control()) || rest.contains('#') {
+        return Err(format!("{uri:?} must not contain whitespace or a fragment"));
+    }
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("{uri:?} has no host (or has user info, which is not allowed)"));
+    }
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_owned()
+    };
+    Ok((authority.to_owned(), path))
+}
+
+/// Tracks which members of a JSON object were read, to report the rest as unknown.
+struct ObjectReader<'a> {
+    map: &'a Map<String, Value>,
+    path: String,
+    read: Vec<&'static str>,
+}
+
+impl<'a> ObjectReader<'a> {
+    fn new(map: &'a Map<String, Value>, path: String) -> Self {
+        ObjectReader {
+            map,
+            path,
+            read: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.read.push(key);
+        self.map.get(key)
+    }
+
+    fn field(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn collect_unknown(&self, unknown_fields: &mut Vec<String>) {
+        for key in self.map.keys() {
+            if !self.read.contains(&key.as_str()) {
+                unknown_fields.push(self.field(key));
+            }
+        }
+    }
+}
+
+fn error(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn non_empty_string(value: Option<&Value>, field: &str, what: &str) -> Result<String, ConfigError> {
+    match value {
+        Some(Value::String(text)) if !text.trim().is_empty() => Ok(text.clone()),
+        Some(Value::String(_)) => Err(error(field, format!("must not be empty; expected {what}"))),
+        Some(other) => Err(error(field, format!("must be a string ({what}), got {other}"))),
+        None => Err(error(field, format!("is missing; expected {what}"))),
+    }
+}
+
+fn bounded_u64(value: &Value, field: &str, unit: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match value.as_u64() {
+        Some(number) if (min..=max).contains(&number) => Ok(number),
+        _ => Err(error(
+            field,
+            format!("must be a whole number of {unit} from {min} to {max}, got {value}"),
+        )),
+    }
+}
+
+fn scope_list(value: &Value, field: &str) -> Result<Vec<String>, ConfigError> {
+    let Value::Array(items) = value else {
+        return Err(error(field, "must be an array of scope strings"));
+    };
+    let mut scopes = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        match item {
+            Value::String(scope) if !scope.is_empty() && !scope.chars().any(char::is_whitespace) => {
+                scopes.push(scope.clone());
+            }
+            _ => {
+                return Err(error(
+                    &format!("{field}[{index}]"),
+                    format!("must be one non-empty scope value without spaces, got {item}"),
+                ))
+            }
+        }
+    }
+    Ok(scopes)
+}
+
+fn check_unique(
+    providers: &[Provider],
+    key: impl Fn(&Provider) -> &String,
+    name: &str,
+) -> Result<(), ConfigError> {
+    for (index, provider) in providers.iter().enumerate() {
+        if providers.iter().take(index).any(|earlier| key(earlier) == key(provider)) {
+            return Err(error(
+                &format!("providers[{index}].{name}"),
+                format!("{:?} is used by an earlier provider; each {name} must be unique", key(provider)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED25519_JWKS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"e1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    fn remote_provider() -> Value {
+        serde_json::json!({
+            "name": "idaas",
+            "issuer": "https://example.aliyunidaas.com/api/v2/iauths_system/oauth2",
+            "audiences": ["api://model-studio"],
+            "remote_jwks": {
+                "cluster": "idaas",
+                "uri": "https://example.aliyunidaas.com/api/v2/iauths_system/oauth2/jwks",
+            }
+        })
+    }
+
+    fn config_with(provider: Value) -> Value {
+        serde_json::json!({ "providers": [provider], "required_scopes": ["model.invoke"] })
+    }
+
+    fn parse(value: &Value) -> Result<ParsedConfig, ConfigError> {
+        parse_config(value.to_string().as_bytes())
+    }
+
+    fn field_of(value: &Value) -> String {
+        parse(value).map_or_else(|e| e.field, |_| panic!("accepted {value}"))
+    }
+
+    #[test]
+    fn remote_provider_gets_defaults() {
+        let parsed = parse(&config_with(remote_provider())).unwrap();
+        let config = parsed.config;
+        assert_eq!(config.clock_skew_seconds, 60);
+        assert!(!config.keep_token);
+        assert_eq!(config.required_scopes, vec!["model.invoke".to_owned()]);
+        let JwksSource::Remote(remote) = &config.providers[0].jwks else { panic!() };
+        assert_eq!(remote.authority, "example.aliyunidaas.com");
+        assert_eq!(remote.path, "/api/v2/iauths_system/oauth2/jwks");
+        assert_eq!(remote.timeout_ms, 1500);
+        assert_eq!(remote.cache_duration_seconds, 600);
+    }
+
+    #[test]
+    fn local_jwks_as_string_or_object_is_accepted() {
+        let mut provider = remote_provider();
+        provider.as_object_mut().unwrap().remove("remote_jwks");
+        provider["local_jwks"] = Value::String(ED25519_JWKS.to_owned());
+        assert!(parse(&config_with(provider.clone())).is_ok());
+        provider["local_jwks"] = serde_json::from_str(ED25519_JWKS).unwrap();
+        assert!(parse(&config_with(provider)).is_ok());
+    }
+
+    #[test]
+    fn bad_json_is_rejected() {
+        let result = parse_config(b"{\"providers\": [");
+        assert!(result.unwrap_err().message.contains("not valid JSON"));
+    }
+
+    #[test]
+    fn empty_object_needs_a_provider() {
+        assert_eq!(field_of(&serde_json::json!({})), "providers");
+    }
+
+    #[test]
+    fn missing_issuer_is_rejected() {
+        let mut provider = remote_provider();
+        provider.as_object_mut().unwrap().remove("issuer");
+        assert_eq!(field_of(&config_with(provider)), "providers[0].issuer");
+    }
+
+    #[test]
+    fn empty_audiences_are_rejected() {
+        let mut provider = remote_provider();
+        provider["audiences"] = serde_json::json!([]);
+        let err = parse(&config_with(provider)).unwrap_err();
+        assert_eq!(err.field, "providers[0].audiences");
+        assert!(err.message.contains("Resource Server Identifier"));
+    }
+
+    #[test]
+    fn both_jwks_sources_are_rejected() {
+        let mut provider = remote_provider();
+        provider["local_jwks"] = Value::String(ED25519_JWKS.to_owned());
+        let err = parse(&config_with(provider)).unwrap_err();
+        assert_eq!(err.field, "providers[0]");
+        assert!(err.message.contains("not both"));
+    }
+
+    #[test]
+    fn neither_jwks_source_is_rejected() {
+        let mut provider = remote_provider();
+        provider.as_object_mut().unwrap().remove("remote_jwks");
+        assert_eq!(field_of(&config_with(provider)), "providers[0]");
+    }
+
+    #[test]
+    fn local_jwks_without_usable_key_is_rejected() {
+        let mut provider = remote_provider();
+        provider.as_object_mut().unwrap().remove("remote_jwks");
+        provider["local_jwks"] = Value::String(r#"{"keys":[{"kty":"oct","k":"AA"}]}"#.to_owned());
+        let err = parse(&config_with(provider)).unwrap_err();
+        assert_eq!(err.field, "providers[0].local_jwks");
+        assert!(err.message.contains("no usable"));
+    }
+
+    #[test]
+    fn negative_durations_are_rejected() {
+        let mut provider = remote_provider();
+        provider["remote_jwks"]["cache_duration_seconds"] = serde_json::json!(-5);
+        assert_eq!(field_of(&config_with(provider.clone())), "providers[0].remote_jwks.cache_duration_seconds");
+        provider["remote_jwks"]["cache_duration_seconds"] = serde_json::json!(600);
+        provider["remote_jwks"]["timeout_ms"] = serde_json::json!(-1);
+        assert_eq!(field_of(&config_with(provider)), "providers[0].remote_jwks.timeout_ms");
+        let mut config = config_with(remote_provider());
+        config["clock_skew_seconds"] = serde_json::json!(-60);
+        assert_eq!(field_of(&config), "clock_skew_seconds");
+    }
+
+    #[test]
+    fn oversized_clock_skew_is_rejected() {
+        let mut config = config_with(remote_provider());
+        config["clock_skew_seconds"] = serde_json::json!(86_400);
+        assert_eq!(field_of(&config), "clock_skew_seconds");
+    }
+
+    #[test]
+    fn jwks_uri_must_be_http() {
+        let mut provider = remote_provider();
+        provider["remote_jwks"]["uri"] = serde_json::json!("ftp://x/jwks");
+        assert_eq!(field_of(&config_with(provider.clone())), "providers[0].remote_jwks.uri");
+        provider["remote_jwks"]["uri"] = serde_json::json!("https:///jwks");
+        assert_eq!(field_of(&config_with(provider)), "providers[0].remote_jwks.uri");
+    }
+
+    #[test]
+    fn jwks_uri_without_path_fetches_root() {
+        assert_eq!(split_http_uri("http://127.0.0.1:9000"), Ok(("127.0.0.1:9000".into(), "/".into())));
+        assert_eq!(split_http_uri("http://h?x=1"), Ok(("h".into(), "/?x=1".into())));
+    }
+
+    #[test]
+    fn scope_with_space_is_rejected() {
+        let mut config = config_with(remote_provider());
+        config["required_scopes"] = serde_json::json!(["a b"]);
+        assert_eq!(field_of(&config), "required_scopes[0]");
+    }
+
+    #[test]
+    fn duplicate_issuer_is_rejected() {
+        let mut second = remote_provider();
+        second["name"] = serde_json::json!("other");
+        let config = serde_json::json!({ "providers": [remote_provider(), second] });
+        assert_eq!(field_of(&config), "providers[1].issuer");
+    }
+
+    #[test]
+    fn keep_token_must_be_boolean() {
+        let mut config = config_with(remote_provider());
+        config["keep_token"] = serde_json::json!("yes");
+        assert_eq!(field_of(&config), "keep_token");
+    }
+
+    #[test]
+    fn unknown_fields_are_reported_not_rejected() {
+        let mut config = config_with(remote_provider());
+        config["_rules_"] = serde_json::json!([]);
+        config["providers"][0]["colour"] = serde_json::json!("blue");
+        let parsed = parse(&config).unwrap();
+        assert_eq!(parsed.unknown_fields, vec!["providers[0].colour".to_owned(), "_rules_".to_owned()]);
+    }
+}

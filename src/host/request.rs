@@ -1,0 +1,284 @@
+//! The request context: authenticates each request and carries out the verdict. A request
+//! whose provider has no keys yet is paused here and finished later by `resume_waiting`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use log::{debug, error, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
+
+use super::root::{now_ms, KeysAt, Shared, WaitingRequest};
+use crate::authenticator::{self, Denial, RequestAuth, Verdict};
+use crate::config::{FilterConfig, JwksSource};
+use crate::reason::{Reason, Rejection};
+use crate::response;
+
+/// Extra time a held request waits past its provider's fetch timeout before it gets 503.
+const WAIT_GRACE_MS: u64 = 1_000;
+
+pub struct FilterRequest {
+    context_id: u32,
+    shared: Option<Rc<RefCell<Shared>>>,
+}
+
+impl FilterRequest {
+    pub fn new(context_id: u32, shared: Option<Rc<RefCell<Shared>>>) -> Self {
+        FilterRequest { context_id, shared }
+    }
+}
+
+/// The request data the filter reads, taken from the headers once.
+struct RequestInfo {
+    authorization: Vec<String>,
+    authority: String,
+    request_id: String,
+}
+
+impl RequestInfo {
+    fn from_headers(headers: Vec<(String, String)>) -> Self {
+        let mut info = RequestInfo {
+            authorization: Vec::new(),
+            authority: String::new(),
+            request_id: String::new(),
+        };
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("authorization") {
+                info.authorization.push(value);
+            } else if name == ":authority" {
+                info.authority = value;
+            } else if name.eq_ignore_ascii_case("x-request-id") {
+                info.request_id = value;
+            }
+        }
+        info
+    }
+}
+
+impl Context for FilterRequest {
+    fn on_done(&mut self) -> bool {
+        if let Some(shared) = &self.shared {
+            if let Ok(mut shared) = shared.try_borrow_mut() {
+                shared.waiting.retain(|waiting| waiting.context_id != self.context_id);
+            }
+        }
+        true
+    }
+}
+
+impl HttpContext for FilterRequest {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(shared_cell) = self.shared.clone() else {
+            // on_configure failed, so the proxy should not run this filter; fail closed anyway.
+            error!("request rejected: the filter has no valid configuration");
+            return send_unavailable(&RequestInfo::from_headers(Vec::new()));
+        };
+
+        let info = match hostcalls::get_map(MapType::HttpRequestHeaders) {
+            Ok(headers) => RequestInfo::from_headers(headers),
+            Err(status) => {
+                error!("request rejected: request headers could not be read ({status:?})");
+                return send_unavailable(&RequestInfo::from_headers(Vec::new()));
+            }
+        };
+
+        let now_ms = now_ms();
+        let (verdict, config) = {
+            let Ok(shared) = shared_cell.try_borrow() else {
+                return send_unavailable(&info);
+            };
+            (authenticate(&shared, &info.authorization, now_ms), Rc::clone(&shared.config))
+        };
+
+        if let Verdict::WaitForKeys { provider_index } = verdict {
+            let deadline_ms = wait_deadline_ms(&config, provider_index, now_ms);
+            if let Ok(mut shared) = shared_cell.try_borrow_mut() {
+                debug!(
+                    "request held until provider {} has keys: request_id={}",
+                    provider_name(&config, Some(provider_index)),
+                    info.request_id
+                );
+                shared.waiting.push(WaitingRequest {
+                    context_id: self.context_id,
+                    provider_index,
+                    authorization: info.authorization,
+                    authority: info.authority,
+                    request_id: info.request_id,
+                    deadline_ms,
+                });
+                return Action::Pause;
+            }
+            return send_unavailable(&info);
+        }
+        enforce(&config, verdict, &info)
+    }
+}
+
+fn authenticate(shared: &Shared, authorization: &[String], now_ms: u64) -> Verdict {
+    let values: Vec<&str> = authorization.iter().map(String::as_str).collect();
+    let keys = KeysAt {
+        keys: &shared.keys,
+        now_ms,
+    };
+    let request = RequestAuth {
+        authorization: &values,
+        now_seconds: i64::try_from(now_ms / 1000).unwrap_or(i64::MAX),
+    };
+    authenticator::authenticate(&shared.config, &keys, request)
+}
+
+/// Carries out a final verdict on the current effective context and returns the action for
+/// the request. Every allowed or denied request leaves through here.
+fn enforce(config: &FilterConfig, verdict: Verdict, info: &RequestInfo) -> Action {
+    match verdict {
+        Verdict::Allow(verified) => {
+            let client = verified
+                .claims
+                .get("client_id")
+                .or_else(|| verified.claims.get("sub"))
+                .and_then(|value| value.as_str())
+                .unwrap_or("-");
+            debug!(
+                "request allowed: provider={} kid={} client={} request_id={}",
+                provider_name(config, Some(verified.provider_index)),
+                verified.kid.as_deref().unwrap_or("-"),
+                crate::jws::truncate(client, 64),
+                info.request_id
+            );
+            if !config.keep_token {
+                if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, "authorization", None) {
+                    error!("request rejected: the Authorization header could not be removed ({status:?})");
+                    return send_unavailable(info);
+                }
+            }
+            Action::Continue
+        }
+        Verdict::Deny(denial) => {
+            send_denial(config, &denial, info);
+            Action::Pause
+        }
+        Verdict::WaitForKeys { provider_index } => {
+            let denial = unavailable_denial(Some(provider_index), "keys still pending");
+            send_denial(config, &denial, info);
+            Action::Pause
+        }
+    }
+}
+
+fn send_denial(config: &FilterConfig, denial: &Denial, info: &RequestInfo) {
+    debug!(
+        "request denied: reason={} provider={} detail={} request_id={}",
+        denial.rejection.reason.code(),
+        provider_name(config, denial.provider_index),
+        denial.rejection.detail,
+        info.request_id
+    );
+    let reply = response::deny_response(denial, &info.authority, &config.required_scopes);
+    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    if let Err(status) = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())) {
+        warn!("could not send the {} response ({status:?})", reply.status);
+    }
+}
+
+/// Answers 503 when the filter cannot evaluate the request at all.
+fn send_unavailable(info: &RequestInfo) -> Action {
+    let denial = unavailable_denial(None, "filter state unavailable");
+    let reply = response::deny_response(&denial, &info.authority, &[]);
+    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    if let Err(status) = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())) {
+        warn!("could not send the {} response ({status:?})", reply.status);
+    }
+    Action::Pause
+}
+
+fn unavailable_denial(provider_index: Option<usize>, detail: &'static str) -> Denial {
+    Denial {
+        rejection: Rejection::new(Reason::JwksUnavailable, detail),
+        provider_index,
+        retry_after_seconds: Some(1),
+    }
+}
+
+/// Finishes held requests of `provider_index` (all held requests when `None`) now that its
+/// fetch has ended, successfully or not.
+pub fn resume_waiting(shared_cell: &Rc<RefCell<Shared>>, provider_index: Option<usize>, now_ms: u64) {
+    let ready = take_waiting(shared_cell, |waiting| {
+        provider_index.is_none_or(|index| index == waiting.provider_index)
+    });
+    finish_waiting(shared_cell, ready, now_ms, false);
+}
+
+/// Answers 503 to held requests whose deadline has passed.
+pub fn expire_waiting(shared_cell: &Rc<RefCell<Shared>>, now_ms: u64) {
+    let expired = take_waiting(shared_cell, |waiting| now_ms >= waiting.deadline_ms);
+    finish_waiting(shared_cell, expired, now_ms, true);
+}
+
+fn take_waiting(shared_cell: &Rc<RefCell<Shared>>, mut selected: impl FnMut(&WaitingRequest) -> bool) -> Vec<WaitingRequest> {
+    let Ok(mut shared) = shared_cell.try_borrow_mut() else {
+        return Vec::new();
+    };
+    let (taken, kept): (Vec<_>, Vec<_>) = shared.waiting.drain(..).partition(|waiting| selected(waiting));
+    shared.waiting = kept;
+    taken
+}
+
+fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingRequest>, now_ms: u64, expired: bool) {
+    for waiting in requests {
+        let info = RequestInfo {
+            authorization: waiting.authorization,
+            authority: waiting.authority,
+            request_id: waiting.request_id,
+        };
+        let (verdict, config) = {
+            let Ok(shared) = shared_cell.try_borrow() else {
+                continue;
+            };
+            let verdict = if expired {
+                Verdict::Deny(unavailable_denial(Some(waiting.provider_index), "timed out waiting for keys"))
+            } else {
+                authenticate(&shared, &info.authorization, now_ms)
+            };
+            (verdict, Rc::clone(&shared.config))
+        };
+
+        if let Verdict::WaitForKeys { provider_index } = verdict {
+            if let Ok(mut shared) = shared_cell.try_borrow_mut() {
+                shared.waiting.push(WaitingRequest {
+                    context_id: waiting.context_id,
+                    provider_index,
+                    authorization: info.authorization,
+                    authority: info.authority,
+                    request_id: info.request_id,
+                    deadline_ms: waiting.deadline_ms,
+                });
+                continue;
+            }
+        }
+
+        // The client may have gone away while its request was held.
+        if hostcalls::set_effective_context(waiting.context_id).is_err() {
+            continue;
+        }
+        if enforce(&config, verdict, &info) == Action::Continue {
+            if let Err(status) = hostcalls::resume_http_request() {
+                warn!("could not resume a held request ({status:?})");
+            }
+        }
+    }
+}
+
+fn wait_deadline_ms(config: &FilterConfig, provider_index: usize, now_ms: u64) -> u64 {
+    let timeout_ms = match config.providers.get(provider_index).map(|provider| &provider.jwks) {
+        Some(JwksSource::Remote(remote)) => remote.timeout_ms,
+        _ => 0,
+    };
+    now_ms.saturating_add(timeout_ms).saturating_add(WAIT_GRACE_MS)
+}
+
+fn provider_name(config: &FilterConfig, provider_index: Option<usize>) -> &str {
+    provider_index
+        .and_then(|index| config.providers.get(index))
+        .map_or("-", |provider| provider.name.as_str())
+}
