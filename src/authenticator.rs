@@ -19,7 +19,7 @@ use crate::jws;
 use crate::reason::{Reason, Rejection};
 use crate::signature;
 
-/// What the key store can offer for one provider right now.
+/// Key availability for one provider at one instant.
 #[derive(Debug, Clone)]
 pub enum KeyAvailability {
     Ready(Rc<KeySet>),
@@ -231,3 +231,7 @@ pub fn check_scope(claims: &Map<String, Value>, required: &[String]) -> Result<(
         ))
     }
 }
+
+#[cfg(test)]
+#[path = "authenticator_tests.rs"]
+mod tests;

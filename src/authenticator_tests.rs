@@ -1,0 +1,379 @@
+//! Tests of the whole verification path, one or more per reason code.
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::config::{JwksSource, Provider};
+use crate::test_support::{key_set, FixedKeys, TestKey};
+
+const NOW: i64 = 1_800_000_000;
+const ISSUER: &str = "https://example.aliyunidaas.com/api/v2/iauths_system/oauth2";
+const AUDIENCE: &str = "api://model-studio";
+
+fn config(required_scopes: &[&str]) -> FilterConfig {
+    FilterConfig {
+        providers: vec![Provider {
+            name: "idaas".to_owned(),
+            issuer: ISSUER.to_owned(),
+            audiences: vec![AUDIENCE.to_owned()],
+            jwks: JwksSource::Local(KeySet::default()),
+        }],
+        required_scopes: required_scopes.iter().map(|s| (*s).to_owned()).collect(),
+        clock_skew_seconds: 60,
+        keep_token: false,
+    }
+}
+
+fn good_claims() -> Value {
+    json!({
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "app_ci",
+        "client_id": "app_ci",
+        "iat": NOW - 10,
+        "nbf": NOW - 10,
+        "exp": NOW + 3600,
+        "scope": "model.invoke model.list",
+    })
+}
+
+fn with(mut claims: Value, name: &str, value: Value) -> Value {
+    claims[name] = value;
+    claims
+}
+
+fn without(mut claims: Value, name: &str) -> Value {
+    claims.as_object_mut().unwrap().remove(name);
+    claims
+}
+
+fn run(config: &FilterConfig, keys: &FixedKeys, header: &str) -> Verdict {
+    let values = [header];
+    authenticate(config, keys, RequestAuth { authorization: &values, now_seconds: NOW })
+}
+
+fn run_token(key: &TestKey, token: &str) -> Verdict {
+    run(&config(&["model.invoke"]), &FixedKeys::ready(key_set(&[key])), &format!("Bearer {token}"))
+}
+
+fn reason(verdict: &Verdict) -> Option<Reason> {
+    match verdict {
+        Verdict::Deny(denial) => Some(denial.rejection.reason),
+        _ => None,
+    }
+}
+
+fn reason_for_claims(claims: &Value) -> Option<Reason> {
+    let key = TestKey::es256("k1");
+    reason(&run_token(&key, &key.mint(claims)))
+}
+
+fn tamper_payload(token: &str, claims: &Value) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{}.{}.{}", parts[0], payload, parts[2])
+}
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+#[test]
+fn valid_es256_token_is_allowed() {
+    let key = TestKey::es256("k1");
+    let verdict = run_token(&key, &key.mint(&good_claims()));
+    let Verdict::Allow(verified) = verdict else { panic!("{verdict:?}") };
+    assert_eq!(verified.provider_index, 0);
+    assert_eq!(verified.alg, Algorithm::ES256);
+    assert_eq!(verified.kid.as_deref(), Some("k1"));
+    assert_eq!(verified.claims["client_id"], "app_ci");
+}
+
+#[test]
+fn valid_eddsa_token_is_allowed() {
+    let key = TestKey::ed25519("e1");
+    assert!(matches!(run_token(&key, &key.mint(&good_claims())), Verdict::Allow(_)));
+}
+
+#[test]
+fn valid_rs256_token_is_allowed() {
+    let key = TestKey::rs256_rfc7515("r1");
+    assert!(matches!(run_token(&key, &key.mint(&good_claims())), Verdict::Allow(_)));
+}
+
+#[test]
+fn rfc7515_rs256_example_verifies() {
+    // RFC 7515 appendix A.2 is signed with the same key; issuer "joe", exp 1300819380.
+    let key = TestKey::rs256_rfc7515("unused");
+    let cases = crate::test_support::read_vector_json("rfc/rfc_jws_cases.json");
+    let case = cases["cases"].as_array().unwrap().iter().find(|c| c["name"] == "RFC7515-A.2-RS256").unwrap();
+    let token = case["token"].as_str().unwrap();
+
+    let mut config = config(&[]);
+    config.providers[0].issuer = "joe".to_owned();
+    let mut set = key_set(&[&key]);
+    set.keys[0].kid = None;
+    let values = [format!("Bearer {token}")];
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+
+    let before_exp = RequestAuth { authorization: &values, now_seconds: 1_300_819_000 };
+    let verdict = authenticate(&config, &FixedKeys::ready(set.clone()), before_exp);
+    assert_eq!(reason(&verdict), Some(Reason::AudienceNotAllowed));
+
+    let real_clock = RequestAuth { authorization: &values, now_seconds: NOW };
+    let verdict = authenticate(&config, &FixedKeys::ready(set), real_clock);
+    assert_eq!(reason(&verdict), Some(Reason::TokenExpired));
+}
+
+#[test]
+fn missing_authorization_is_token_missing() {
+    let verdict = authenticate(&config(&[]), &FixedKeys::ready(KeySet::default()), RequestAuth {
+        authorization: &[],
+        now_seconds: NOW,
+    });
+    assert_eq!(reason(&verdict), Some(Reason::TokenMissing));
+}
+
+#[test]
+fn garbage_token_is_malformed() {
+    let key = TestKey::es256("k1");
+    for token in ["abc", "a.b.c", "..", "e30.e30", "e30.W10.", "e30.e30.e30.e30"] {
+        assert_eq!(reason(&run_token(&key, token)), Some(Reason::TokenMalformed), "{token}");
+    }
+}
+
+#[test]
+fn alg_none_is_rejected() {
+    let key = TestKey::es256("k1");
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(good_claims().to_string());
+    let token = format!("{header}.{payload}.");
+    assert_eq!(reason(&run_token(&key, &token)), Some(Reason::AlgNotAllowed));
+}
+
+#[test]
+fn hs256_signed_with_public_key_is_rejected() {
+    let key = TestKey::es256("k1");
+    let secret = key.public_jwk.to_string();
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"k1"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(good_claims().to_string());
+    let signing_input = format!("{header}.{payload}");
+    let mac = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes()), signing_input.as_bytes());
+    let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()));
+    assert_eq!(reason(&run_token(&key, &token)), Some(Reason::AlgNotAllowed));
+}
+
+#[test]
+fn crit_header_is_rejected_even_when_signed() {
+    let key = TestKey::es256("k1");
+    let header = json!({"alg": "ES256", "kid": "k1", "crit": ["exp"], "exp": 1});
+    let token = key.mint_with_header(&header, &good_claims());
+    assert_eq!(reason(&run_token(&key, &token)), Some(Reason::HeaderNotSupported));
+}
+
+#[test]
+fn unknown_issuer_is_rejected() {
+    assert_eq!(
+        reason_for_claims(&with(good_claims(), "iss", json!("https://evil.example"))),
+        Some(Reason::IssuerUnknown)
+    );
+}
+
+#[test]
+fn missing_issuer_is_rejected() {
+    assert_eq!(reason_for_claims(&without(good_claims(), "iss")), Some(Reason::IssuerUnknown));
+    assert_eq!(reason_for_claims(&with(good_claims(), "iss", json!(["x"]))), Some(Reason::IssuerUnknown));
+}
+
+#[test]
+fn unknown_kid_is_key_not_found() {
+    let trusted = TestKey::es256("k1");
+    let other = TestKey::es256("other");
+    let verdict = run_token(&trusted, &other.mint(&good_claims()));
+    assert_eq!(reason(&verdict), Some(Reason::KeyNotFound));
+}
+
+#[test]
+fn key_of_another_type_is_key_not_found() {
+    let trusted = TestKey::ed25519("k1");
+    let other = TestKey::es256("k1");
+    assert_eq!(reason(&run_token(&trusted, &other.mint(&good_claims()))), Some(Reason::KeyNotFound));
+}
+
+#[test]
+fn token_without_kid_uses_the_only_fitting_key() {
+    let key = TestKey::es256("k1");
+    let token = key.mint_with_header(&json!({"alg": "ES256"}), &good_claims());
+    assert!(matches!(run_token(&key, &token), Verdict::Allow(_)));
+}
+
+#[test]
+fn ambiguous_kidless_token_is_rejected() {
+    let first = TestKey::es256("k1");
+    let second = TestKey::es256("k2");
+    let token = first.mint_with_header(&json!({"alg": "ES256"}), &good_claims());
+    let keys = FixedKeys::ready(key_set(&[&first, &second]));
+    let verdict = run(&config(&[]), &keys, &format!("Bearer {token}"));
+    assert_eq!(reason(&verdict), Some(Reason::KeyNotFound));
+}
+
+#[test]
+fn same_kid_from_another_key_is_signature_invalid() {
+    let trusted = TestKey::es256("k1");
+    let impostor = TestKey::es256("k1");
+    assert_eq!(reason(&run_token(&trusted, &impostor.mint(&good_claims()))), Some(Reason::SignatureInvalid));
+}
+
+#[test]
+fn tampered_payload_is_signature_invalid() {
+    let key = TestKey::es256("k1");
+    let token = key.mint(&good_claims());
+    let forged = tamper_payload(&token, &with(good_claims(), "scope", json!("model.invoke admin")));
+    assert_eq!(reason(&run_token(&key, &forged)), Some(Reason::SignatureInvalid));
+}
+
+#[test]
+fn tampered_signature_is_signature_invalid() {
+    let key = TestKey::rs256_rfc7515("r1");
+    let token = key.mint(&good_claims());
+    let (signing_input, signature) = token.rsplit_once('.').unwrap();
+    let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    bytes[10] ^= 1;
+    let forged = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(bytes));
+    assert_eq!(reason(&run_token(&key, &forged)), Some(Reason::SignatureInvalid));
+}
+
+#[test]
+fn expired_token_is_rejected() {
+    assert_eq!(reason_for_claims(&with(good_claims(), "exp", json!(NOW - 61))), Some(Reason::TokenExpired));
+}
+
+#[test]
+fn token_without_exp_is_rejected() {
+    assert_eq!(reason_for_claims(&without(good_claims(), "exp")), Some(Reason::TokenExpired));
+}
+
+#[test]
+fn future_nbf_is_not_yet_valid() {
+    assert_eq!(reason_for_claims(&with(good_claims(), "nbf", json!(NOW + 120))), Some(Reason::TokenNotYetValid));
+}
+
+#[test]
+fn future_iat_is_not_yet_valid() {
+    assert_eq!(reason_for_claims(&with(good_claims(), "iat", json!(NOW + 120))), Some(Reason::TokenNotYetValid));
+}
+
+#[test]
+fn exp_as_string_is_claim_invalid() {
+    assert_eq!(reason_for_claims(&with(good_claims(), "exp", json!("1800003600"))), Some(Reason::ClaimInvalid));
+}
+
+#[test]
+fn wrong_audience_is_rejected() {
+    assert_eq!(reason_for_claims(&with(good_claims(), "aud", json!("api://other"))), Some(Reason::AudienceNotAllowed));
+    assert_eq!(reason_for_claims(&without(good_claims(), "aud")), Some(Reason::AudienceNotAllowed));
+}
+
+#[test]
+fn audience_array_with_configured_entry_is_accepted() {
+    assert_eq!(reason_for_claims(&with(good_claims(), "aud", json!(["api://other", AUDIENCE]))), None);
+}
+
+#[test]
+fn audience_of_wrong_type_is_claim_invalid() {
+    assert_eq!(reason_for_claims(&with(good_claims(), "aud", json!(42))), Some(Reason::ClaimInvalid));
+}
+
+#[test]
+fn missing_or_empty_scope_is_scope_empty() {
+    for claims in [
+        without(good_claims(), "scope"),
+        with(good_claims(), "scope", json!("")),
+        with(good_claims(), "scope", json!("   ")),
+        with(without(good_claims(), "scope"), "scp", json!([])),
+    ] {
+        assert_eq!(reason_for_claims(&claims), Some(Reason::ScopeEmpty), "{claims}");
+    }
+}
+
+#[test]
+fn empty_scope_rejected_without_requirements() {
+    let key = TestKey::es256("k1");
+    let token = key.mint(&without(good_claims(), "scope"));
+    let verdict = run(&config(&[]), &FixedKeys::ready(key_set(&[&key])), &format!("Bearer {token}"));
+    assert_eq!(reason(&verdict), Some(Reason::ScopeEmpty));
+}
+
+#[test]
+fn missing_required_scope_is_insufficient() {
+    assert_eq!(reason_for_claims(&with(good_claims(), "scope", json!("model.list"))), Some(Reason::ScopeInsufficient));
+}
+
+#[test]
+fn scp_array_satisfies_required_scope() {
+    let claims = with(without(good_claims(), "scope"), "scp", json!(["model.invoke"]));
+    assert_eq!(reason_for_claims(&claims), None);
+}
+
+#[test]
+fn scope_of_wrong_type_is_claim_invalid() {
+    assert_eq!(reason_for_claims(&with(good_claims(), "scope", json!(7))), Some(Reason::ClaimInvalid));
+}
+
+#[test]
+fn unavailable_keys_give_jwks_unavailable_with_retry_after() {
+    let key = TestKey::es256("k1");
+    let keys = FixedKeys(KeyAvailability::Unavailable { retry_after_seconds: 4 });
+    let verdict = run(&config(&[]), &keys, &format!("Bearer {}", key.mint(&good_claims())));
+    let Verdict::Deny(denial) = verdict else { panic!("{verdict:?}") };
+    assert_eq!(denial.rejection.reason, Reason::JwksUnavailable);
+    assert_eq!(denial.retry_after_seconds, Some(4));
+    assert_eq!(denial.provider_index, Some(0));
+}
+
+#[test]
+fn pending_keys_hold_the_request() {
+    let key = TestKey::es256("k1");
+    let keys = FixedKeys(KeyAvailability::Pending);
+    let verdict = run(&config(&[]), &keys, &format!("Bearer {}", key.mint(&good_claims())));
+    assert_eq!(verdict, Verdict::WaitForKeys { provider_index: 0 });
+}
+
+#[test]
+fn pending_keys_do_not_hold_a_malformed_request() {
+    let keys = FixedKeys(KeyAvailability::Pending);
+    assert_eq!(reason(&run(&config(&[]), &keys, "Bearer x.y.z")), Some(Reason::TokenMalformed));
+}
+
+#[test]
+fn signature_is_checked_before_expiry() {
+    let trusted = TestKey::es256("k1");
+    let impostor = TestKey::es256("k1");
+    let token = impostor.mint(&with(good_claims(), "exp", json!(NOW - 1000)));
+    assert_eq!(reason(&run_token(&trusted, &token)), Some(Reason::SignatureInvalid));
+}
+
+#[test]
+fn expiry_is_checked_before_audience_and_scope() {
+    let claims = with(with(good_claims(), "exp", json!(NOW - 1000)), "aud", json!("api://other"));
+    assert_eq!(reason_for_claims(&without(claims, "scope")), Some(Reason::TokenExpired));
+}
+
+#[test]
+fn audience_is_checked_before_scope() {
+    let claims = with(good_claims(), "aud", json!("api://other"));
+    assert_eq!(reason_for_claims(&without(claims, "scope")), Some(Reason::AudienceNotAllowed));
+}
+
+#[test]
+fn second_provider_is_chosen_by_issuer() {
+    let key = TestKey::ed25519("e1");
+    let mut config = config(&[]);
+    let mut second = config.providers[0].clone();
+    second.name = "other".to_owned();
+    second.issuer = "https://other.example".to_owned();
+    config.providers.push(second);
+    let token = key.mint(&with(good_claims(), "iss", json!("https://other.example")));
+    let verdict = run(&config, &FixedKeys::ready(key_set(&[&key])), &format!("Bearer {token}"));
+    let Verdict::Allow(verified) = verdict else { panic!("{verdict:?}") };
+    assert_eq!(verified.provider_index, 1);
+}
