@@ -29,8 +29,9 @@ pub enum FetchError {
     Dispatch(String),
     /// No response: connection failure, reset or timeout.
     NoResponse,
-    /// The endpoint answered with a status other than 200.
-    Status(u32),
+    /// The endpoint, or the proxy on its behalf, sent a status other than 200; the text is
+    /// the start of the body (Envoy explains connection failures there).
+    Status(u32, String),
     /// The body exceeds `MAX_JWKS_BODY_BYTES`.
     BodyTooLarge(usize),
     /// The body is not a usable JWKS.
@@ -44,7 +45,10 @@ impl fmt::Display for FetchError {
         match self {
             FetchError::Dispatch(message) => write!(f, "request could not be sent: {message}"),
             FetchError::NoResponse => f.write_str("no response (connection failed or timed out)"),
-            FetchError::Status(status) => write!(f, "endpoint returned HTTP {status}, expected 200"),
+            FetchError::Status(status, body) if body.is_empty() => {
+                write!(f, "HTTP {status} instead of 200")
+            }
+            FetchError::Status(status, body) => write!(f, "HTTP {status} instead of 200 (body: {body:?})"),
             FetchError::BodyTooLarge(size) => {
                 write!(f, "body is {size} bytes, more than the {MAX_JWKS_BODY_BYTES}-byte limit")
             }
@@ -64,12 +68,22 @@ pub fn parse_fetch_response(
     match status {
         None => return Err(FetchError::NoResponse),
         Some(200) => {}
-        Some(other) => return Err(FetchError::Status(other)),
+        Some(other) => return Err(FetchError::Status(other, body_excerpt(body.unwrap_or_default()))),
     }
     if body_size > MAX_JWKS_BODY_BYTES {
         return Err(FetchError::BodyTooLarge(body_size));
     }
     jwks::parse_jwks(body.unwrap_or_default()).map_err(FetchError::Jwks)
+}
+
+/// Returns up to 120 printable ASCII characters from the start of a response body.
+fn body_excerpt(body: &[u8]) -> String {
+    body.iter()
+        .take(120)
+        .map(|&byte| if (0x20..0x7f).contains(&byte) { char::from(byte) } else { ' ' })
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,7 +282,11 @@ mod tests {
     #[test]
     fn fetch_response_checks() {
         assert_eq!(parse_fetch_response(None, 0, None).unwrap_err(), FetchError::NoResponse);
-        assert_eq!(parse_fetch_response(Some(500), 0, None).unwrap_err(), FetchError::Status(500));
+        assert_eq!(parse_fetch_response(Some(500), 0, None).unwrap_err(), FetchError::Status(500, String::new()));
+        assert_eq!(
+            parse_fetch_response(Some(503), 20, Some(b"upstream connect\nerror")).unwrap_err(),
+            FetchError::Status(503, "upstream connect error".to_owned())
+        );
         assert_eq!(
             parse_fetch_response(Some(200), MAX_JWKS_BODY_BYTES + 1, None).unwrap_err(),
             FetchError::BodyTooLarge(MAX_JWKS_BODY_BYTES + 1)

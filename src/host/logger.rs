@@ -9,14 +9,15 @@ struct HostLogger;
 
 static LOGGER: HostLogger = HostLogger;
 
-/// Installs the logger and sets the level from the host's log level for this plugin.
+/// Installs the logger at level `info`. It makes no host call: the proxy rejects host calls
+/// made while the module initializes (Envoy fails `_initialize` with `restricted_callback`).
 pub fn install() {
     if log::set_logger(&LOGGER).is_ok() {
-        refresh_level();
+        log::set_max_level(log::LevelFilter::Info);
     }
 }
 
-/// Reads the host's current log level again (called at configure time).
+/// Sets the level from the host's log level for this plugin (called at VM start and configure).
 pub fn refresh_level() {
     let filter = match hostcalls::get_log_level() {
         Ok(LogLevel::Trace) => log::LevelFilter::Trace,

@@ -176,6 +176,7 @@ impl Context for FilterRoot {
                 _ => None,
             }
         };
+        // An oversized body is never read; its size alone rejects it.
         let body = if body_size == 0 || body_size > jwks_cache::MAX_JWKS_BODY_BYTES {
             None
         } else {
@@ -224,6 +225,7 @@ impl Context for FilterRoot {
 
 impl RootContext for FilterRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        logger::refresh_level();
         info!("idaas-jwt-filter {} started", env!("CARGO_PKG_VERSION"));
         true
     }
