@@ -15,16 +15,18 @@ use crate::claims;
 use crate::config::FilterConfig;
 use crate::extractor;
 use crate::jwks::{KeyQuery, KeySet};
+use crate::jwks_cache::UnknownKidDecision;
 use crate::jws;
 use crate::reason::{Reason, Rejection};
 use crate::signature;
 
 /// Key availability for one provider at one instant.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyAvailability {
     Ready(Rc<KeySet>),
-    /// The first fetch is in flight: hold the request until it ends.
-    Pending,
+    /// No keys yet, but the first fetch may still bring them: hold the request until the
+    /// fetch ends, at most until `wait_until_ms`.
+    Pending { wait_until_ms: u64 },
     /// No keys and no fetch in flight; the next attempt is in `retry_after_seconds`.
     Unavailable { retry_after_seconds: u64 },
 }
@@ -32,6 +34,12 @@ pub enum KeyAvailability {
 /// Supplies each provider's keys; the host implements it over its JWKS caches.
 pub trait KeyStore {
     fn keys(&self, provider_index: usize) -> KeyAvailability;
+
+    /// Decides whether a `kid` missing from the provider's set may wait for a refetch.
+    /// Inline key sets never change, so the default rejects.
+    fn unknown_kid(&self, _provider_index: usize, _kid: &str) -> UnknownKidDecision {
+        UnknownKidDecision::Reject
+    }
 }
 
 /// A token that passed every check.
@@ -59,8 +67,13 @@ pub enum Verdict {
     Allow(Verified),
     Deny(Denial),
     /// The provider's keys are being fetched: hold the request and authenticate it again
-    /// when the fetch ends.
-    WaitForKeys { provider_index: usize },
+    /// when the fetch ends. `kid` is set when the fetch is a refetch for that unknown kid.
+    WaitForKeys {
+        provider_index: usize,
+        kid: Option<String>,
+        /// Latest time to hold the request, when the key store sets one.
+        wait_until_ms: Option<u64>,
+    },
 }
 
 /// The request data the checks read.
@@ -74,7 +87,11 @@ pub struct RequestAuth<'a> {
 
 enum Stop {
     Deny(Denial),
-    Wait(usize),
+    Wait {
+        provider_index: usize,
+        kid: Option<String>,
+        wait_until_ms: Option<u64>,
+    },
 }
 
 impl From<Rejection> for Stop {
@@ -92,7 +109,15 @@ pub fn authenticate(config: &FilterConfig, keys: &dyn KeyStore, request: Request
     match run_checks(config, keys, request) {
         Ok(verified) => Verdict::Allow(verified),
         Err(Stop::Deny(denial)) => Verdict::Deny(denial),
-        Err(Stop::Wait(provider_index)) => Verdict::WaitForKeys { provider_index },
+        Err(Stop::Wait {
+            provider_index,
+            kid,
+            wait_until_ms,
+        }) => Verdict::WaitForKeys {
+            provider_index,
+            kid,
+            wait_until_ms,
+        },
     }
 }
 
@@ -116,7 +141,13 @@ fn run_checks(config: &FilterConfig, keys: &dyn KeyStore, request: RequestAuth<'
 
     let key_set = match keys.keys(provider_index) {
         KeyAvailability::Ready(key_set) => key_set,
-        KeyAvailability::Pending => return Err(Stop::Wait(provider_index)),
+        KeyAvailability::Pending { wait_until_ms } => {
+            return Err(Stop::Wait {
+                provider_index,
+                kid: None,
+                wait_until_ms: Some(wait_until_ms),
+            })
+        }
         KeyAvailability::Unavailable { retry_after_seconds } => {
             return Err(Stop::Deny(Denial {
                 rejection: Rejection::new(
@@ -135,6 +166,16 @@ fn run_checks(config: &FilterConfig, keys: &dyn KeyStore, request: RequestAuth<'
     };
     let candidates = key_set.candidates(query);
     if candidates.is_empty() {
+        // A kid the set lacks may be a key the IdP just rotated in.
+        if let Some(kid) = header.kid {
+            if keys.unknown_kid(provider_index, kid) == UnknownKidDecision::Refetch {
+                return Err(Stop::Wait {
+                    provider_index,
+                    kid: Some(kid.to_owned()),
+                    wait_until_ms: None,
+                });
+            }
+        }
         let detail = match header.kid {
             Some(kid) => format!("no {} key with kid {:?}", header.alg, jws::truncate(kid, 64)),
             None => format!("token has no kid and the set has no single {} key", header.alg),

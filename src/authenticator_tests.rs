@@ -333,14 +333,14 @@ fn unavailable_keys_give_jwks_unavailable_with_retry_after() {
 #[test]
 fn pending_keys_hold_the_request() {
     let key = TestKey::es256("k1");
-    let keys = FixedKeys(KeyAvailability::Pending);
+    let keys = FixedKeys(KeyAvailability::Pending { wait_until_ms: 7 });
     let verdict = run(&config(&[]), &keys, &format!("Bearer {}", key.mint(&good_claims())));
-    assert_eq!(verdict, Verdict::WaitForKeys { provider_index: 0 });
+    assert_eq!(verdict, Verdict::WaitForKeys { provider_index: 0, kid: None, wait_until_ms: Some(7) });
 }
 
 #[test]
 fn pending_keys_do_not_hold_a_malformed_request() {
-    let keys = FixedKeys(KeyAvailability::Pending);
+    let keys = FixedKeys(KeyAvailability::Pending { wait_until_ms: 7 });
     assert_eq!(reason(&run(&config(&[]), &keys, "Bearer x.y.z")), Some(Reason::TokenMalformed));
 }
 
@@ -376,4 +376,39 @@ fn second_provider_is_chosen_by_issuer() {
     let verdict = run(&config, &FixedKeys::ready(key_set(&[&key])), &format!("Bearer {token}"));
     let Verdict::Allow(verified) = verdict else { panic!("{verdict:?}") };
     assert_eq!(verified.provider_index, 1);
+}
+
+/// A key store whose unknown kids may be refetched.
+struct RefetchingKeys(KeySet);
+
+impl KeyStore for RefetchingKeys {
+    fn keys(&self, _provider_index: usize) -> KeyAvailability {
+        KeyAvailability::Ready(std::rc::Rc::new(self.0.clone()))
+    }
+
+    fn unknown_kid(&self, _provider_index: usize, _kid: &str) -> UnknownKidDecision {
+        UnknownKidDecision::Refetch
+    }
+}
+
+#[test]
+fn unknown_kid_waits_for_refetch_when_allowed() {
+    let trusted = TestKey::es256("k1");
+    let rotated = TestKey::es256("k2");
+    let values = [format!("Bearer {}", rotated.mint(&good_claims()))];
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let keys = RefetchingKeys(key_set(&[&trusted]));
+    let verdict = authenticate(&config(&[]), &keys, RequestAuth { authorization: &values, now_seconds: NOW });
+    assert_eq!(verdict, Verdict::WaitForKeys { provider_index: 0, kid: Some("k2".to_owned()), wait_until_ms: None });
+}
+
+#[test]
+fn known_kid_with_bad_signature_does_not_refetch() {
+    let trusted = TestKey::es256("k1");
+    let impostor = TestKey::es256("k1");
+    let values = [format!("Bearer {}", impostor.mint(&good_claims()))];
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let keys = RefetchingKeys(key_set(&[&trusted]));
+    let verdict = authenticate(&config(&[]), &keys, RequestAuth { authorization: &values, now_seconds: NOW });
+    assert_eq!(reason(&verdict), Some(Reason::SignatureInvalid));
 }

@@ -22,6 +22,18 @@ pub const MAX_JWKS_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_JWKS_CACHE_DURATION_SECONDS: u64 = 600;
 /// Largest `remote_jwks.cache_duration_seconds` accepted (7 days).
 pub const MAX_JWKS_CACHE_DURATION_SECONDS: u64 = 7 * 24 * 3600;
+/// Default for `remote_jwks.max_stale_seconds` (24 hours).
+pub const DEFAULT_MAX_STALE_SECONDS: u64 = 24 * 3600;
+/// Largest `remote_jwks.max_stale_seconds` accepted (30 days).
+pub const MAX_MAX_STALE_SECONDS: u64 = 30 * 24 * 3600;
+/// Default for `remote_jwks.kid_refetch_min_interval_seconds`.
+pub const DEFAULT_KID_REFETCH_MIN_INTERVAL_SECONDS: u64 = 30;
+/// Largest `remote_jwks.kid_refetch_min_interval_seconds` accepted.
+pub const MAX_KID_REFETCH_MIN_INTERVAL_SECONDS: u64 = 3600;
+/// Default for `remote_jwks.startup_wait_ms`.
+pub const DEFAULT_STARTUP_WAIT_MS: u64 = 3000;
+/// Largest `remote_jwks.startup_wait_ms` accepted.
+pub const MAX_STARTUP_WAIT_MS: u64 = 60_000;
 
 /// The validated configuration of one filter instance.
 #[derive(Debug, Clone)]
@@ -51,27 +63,51 @@ pub struct Provider {
 /// Where a provider's verification keys come from.
 #[derive(Debug, Clone)]
 pub enum JwksSource {
-    /// Fetched over HTTP through an Envoy cluster and cached.
+    /// Fetched over HTTP through a proxy cluster and cached (`remote_jwks` or `discovery`).
     Remote(RemoteJwks),
-    /// Given inline in the configuration.
+    /// Given inline in the configuration (`local_jwks` alone).
     Local(KeySet),
 }
 
-/// A JWKS endpoint reached through a named proxy cluster.
+/// A JWKS endpoint, or an OpenID discovery document naming one, reached through a proxy
+/// cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteJwks {
-    /// Name of the proxy cluster that routes to the JWKS host.
+    /// Name of the proxy cluster that routes to the JWKS (and discovery) host.
     pub cluster: String,
-    /// The full URI, for logs.
+    /// The configured URI, for logs.
     pub uri: String,
     /// `:authority` of the fetch, taken from `uri`.
     pub authority: String,
     /// `:path` of the fetch (with query), taken from `uri`.
     pub path: String,
+    /// Whether `uri` is an OpenID discovery document whose `jwks_uri` names the key set.
+    pub discovery: bool,
     /// How long one fetch may take before it counts as failed.
     pub timeout_ms: u64,
     /// How long a fetched key set is used before it is fetched again.
     pub cache_duration_seconds: u64,
+    /// How long past expiry keys are still served while refreshes fail.
+    pub max_stale_seconds: u64,
+    /// Least time between two refetches caused by tokens with unknown kids.
+    pub kid_refetch_min_interval_seconds: u64,
+    /// How long requests wait for the first key set before they get 503.
+    pub startup_wait_ms: u64,
+    /// Keys from `local_jwks`, used until the first fetch succeeds.
+    pub bootstrap: Option<KeySet>,
+}
+
+impl RemoteJwks {
+    /// Returns the cache timings in milliseconds.
+    pub fn cache_settings(&self) -> crate::jwks_cache::CacheSettings {
+        crate::jwks_cache::CacheSettings {
+            cache_duration_ms: self.cache_duration_seconds.saturating_mul(1000),
+            timeout_ms: self.timeout_ms,
+            max_stale_ms: self.max_stale_seconds.saturating_mul(1000),
+            kid_refetch_min_interval_ms: self.kid_refetch_min_interval_seconds.saturating_mul(1000),
+            startup_wait_ms: self.startup_wait_ms,
+        }
+    }
 }
 
 /// An invalid configuration value.
@@ -207,24 +243,34 @@ fn parse_provider(
     };
 
     let remote_field = reader.field("remote_jwks");
+    let discovery_field = reader.field("discovery");
     let local_field = reader.field("local_jwks");
-    let jwks = match (reader.get("remote_jwks"), reader.get("local_jwks")) {
-        (Some(remote), None) => JwksSource::Remote(parse_remote_jwks(remote, remote_field, unknown_fields)?),
-        (None, Some(local)) => {
+    let local = match reader.get("local_jwks") {
+        Some(local) => {
             let parsed = parse_local_jwks(local, &local_field)?;
             skipped_keys.extend(parsed.skipped.into_iter().map(|key| (local_field.clone(), key)));
-            JwksSource::Local(parsed.key_set)
+            Some(parsed.key_set)
         }
-        (Some(_), Some(_)) => {
+        None => None,
+    };
+    let jwks = match (reader.get("remote_jwks"), reader.get("discovery"), local) {
+        (Some(remote), None, bootstrap) => {
+            JwksSource::Remote(parse_remote_jwks(remote, remote_field, false, bootstrap, unknown_fields)?)
+        }
+        (None, Some(discovery), bootstrap) => {
+            JwksSource::Remote(parse_remote_jwks(discovery, discovery_field, true, bootstrap, unknown_fields)?)
+        }
+        (None, None, Some(local)) => JwksSource::Local(local),
+        (Some(_), Some(_), _) => {
             return Err(error(
                 &reader.path,
-                "set either remote_jwks or local_jwks, not both",
+                "set either remote_jwks or discovery, not both",
             ))
         }
-        (None, None) => {
+        (None, None, None) => {
             return Err(error(
                 &reader.path,
-                "set remote_jwks (the IDaaS JWKS endpoint) or local_jwks (an inline JWKS)",
+                "set remote_jwks (the IDaaS JWKS endpoint), discovery (its OpenID configuration) or local_jwks (an inline JWKS)",
             ))
         }
     };
@@ -241,6 +287,8 @@ fn parse_provider(
 fn parse_remote_jwks(
     value: &Value,
     path: String,
+    discovery: bool,
+    bootstrap: Option<KeySet>,
     unknown_fields: &mut Vec<String>,
 ) -> Result<RemoteJwks, ConfigError> {
     let Value::Object(map) = value else {
@@ -254,23 +302,31 @@ fn parse_remote_jwks(
         "the name of the proxy cluster that reaches the JWKS host",
     )?;
     let uri_field = reader.field("uri");
-    let uri = non_empty_string(reader.get("uri"), &uri_field, "the JWKS URL")?;
+    let what = if discovery { "the OpenID discovery URL" } else { "the JWKS URL" };
+    let uri = non_empty_string(reader.get("uri"), &uri_field, what)?;
     let (authority, fetch_path) = split_http_uri(&uri).map_err(|message| error(&uri_field, message))?;
 
-    let timeout_ms = match reader.get("timeout_ms") {
-        None => DEFAULT_JWKS_TIMEOUT_MS,
-        Some(value) => bounded_u64(value, &reader.field("timeout_ms"), "milliseconds", 1, MAX_JWKS_TIMEOUT_MS)?,
+    let mut number = |name: &'static str, unit: &str, min: u64, max: u64, default: u64| match reader.get(name) {
+        None => Ok(default),
+        Some(value) => bounded_u64(value, &reader.field(name), unit, min, max),
     };
-    let cache_duration_seconds = match reader.get("cache_duration_seconds") {
-        None => DEFAULT_JWKS_CACHE_DURATION_SECONDS,
-        Some(value) => bounded_u64(
-            value,
-            &reader.field("cache_duration_seconds"),
-            "seconds",
-            1,
-            MAX_JWKS_CACHE_DURATION_SECONDS,
-        )?,
-    };
+    let timeout_ms = number("timeout_ms", "milliseconds", 1, MAX_JWKS_TIMEOUT_MS, DEFAULT_JWKS_TIMEOUT_MS)?;
+    let cache_duration_seconds = number(
+        "cache_duration_seconds",
+        "seconds",
+        1,
+        MAX_JWKS_CACHE_DURATION_SECONDS,
+        DEFAULT_JWKS_CACHE_DURATION_SECONDS,
+    )?;
+    let max_stale_seconds = number("max_stale_seconds", "seconds", 0, MAX_MAX_STALE_SECONDS, DEFAULT_MAX_STALE_SECONDS)?;
+    let kid_refetch_min_interval_seconds = number(
+        "kid_refetch_min_interval_seconds",
+        "seconds",
+        1,
+        MAX_KID_REFETCH_MIN_INTERVAL_SECONDS,
+        DEFAULT_KID_REFETCH_MIN_INTERVAL_SECONDS,
+    )?;
+    let startup_wait_ms = number("startup_wait_ms", "milliseconds", 0, MAX_STARTUP_WAIT_MS, DEFAULT_STARTUP_WAIT_MS)?;
 
     reader.collect_unknown(unknown_fields);
     Ok(RemoteJwks {
@@ -278,8 +334,13 @@ fn parse_remote_jwks(
         uri,
         authority,
         path: fetch_path,
+        discovery,
         timeout_ms,
         cache_duration_seconds,
+        max_stale_seconds,
+        kid_refetch_min_interval_seconds,
+        startup_wait_ms,
+        bootstrap,
     })
 }
 
@@ -293,7 +354,7 @@ fn parse_local_jwks(value: &Value, field: &str) -> Result<jwks::ParsedKeySet, Co
 }
 
 /// Splits `http(s)://authority/path?query` into the fetch's `:authority` and `:path`.
-fn split_http_uri(uri: &str) -> Result<(String, String), String> {
+pub fn split_http_uri(uri: &str) -> Result<(String, String), String> {
     let rest = uri
         .strip_prefix("https://")
         .or_else(|| uri.strip_prefix("http://"))
@@ -499,12 +560,48 @@ mod tests {
     }
 
     #[test]
-    fn both_jwks_sources_are_rejected() {
+    fn local_jwks_beside_remote_is_bootstrap() {
         let mut provider = remote_provider();
         provider["local_jwks"] = Value::String(ED25519_JWKS.to_owned());
+        let config = parse(&config_with(provider)).unwrap().config;
+        let JwksSource::Remote(remote) = &config.providers[0].jwks else { panic!() };
+        assert_eq!(remote.bootstrap.as_ref().map(|set| set.keys.len()), Some(1));
+    }
+
+    #[test]
+    fn remote_and_discovery_together_are_rejected() {
+        let mut provider = remote_provider();
+        provider["discovery"] = serde_json::json!({"cluster": "c", "uri": "https://x/.well-known/openid-configuration"});
         let err = parse(&config_with(provider)).unwrap_err();
         assert_eq!(err.field, "providers[0]");
         assert!(err.message.contains("not both"));
+    }
+
+    #[test]
+    fn discovery_provider_is_remote() {
+        let mut provider = remote_provider();
+        provider.as_object_mut().unwrap().remove("remote_jwks");
+        provider["discovery"] = serde_json::json!({"cluster": "c", "uri": "https://x/.well-known/openid-configuration"});
+        let config = parse(&config_with(provider)).unwrap().config;
+        let JwksSource::Remote(remote) = &config.providers[0].jwks else { panic!() };
+        assert!(remote.discovery);
+        assert_eq!(remote.path, "/.well-known/openid-configuration");
+    }
+
+    #[test]
+    fn life_cycle_settings_have_defaults_and_bounds() {
+        let config = parse(&config_with(remote_provider())).unwrap().config;
+        let JwksSource::Remote(remote) = &config.providers[0].jwks else { panic!() };
+        assert_eq!(remote.max_stale_seconds, 86_400);
+        assert_eq!(remote.kid_refetch_min_interval_seconds, 30);
+        assert_eq!(remote.startup_wait_ms, 3000);
+
+        let mut provider = remote_provider();
+        provider["remote_jwks"]["kid_refetch_min_interval_seconds"] = serde_json::json!(0);
+        assert_eq!(field_of(&config_with(provider)), "providers[0].remote_jwks.kid_refetch_min_interval_seconds");
+        let mut provider = remote_provider();
+        provider["remote_jwks"]["startup_wait_ms"] = serde_json::json!(120_000);
+        assert_eq!(field_of(&config_with(provider)), "providers[0].remote_jwks.startup_wait_ms");
     }
 
     #[test]

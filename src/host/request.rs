@@ -9,14 +9,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use super::root::{now_ms, KeysAt, Shared, WaitingRequest};
+use super::root::{now_ms, KeysAt, ProviderKeys, Shared, WaitingRequest, TICK_PERIOD_MS};
 use crate::authenticator::{self, Denial, RequestAuth, Verdict};
 use crate::config::{FilterConfig, JwksSource};
+use crate::jwks_cache::LOST_CALLBACK_GRACE_MS;
 use crate::reason::{Reason, Rejection};
 use crate::response;
 
-/// Extra time a held request waits past its provider's fetch timeout before it gets 503.
-const WAIT_GRACE_MS: u64 = 1_000;
 
 pub struct FilterRequest {
     context_id: u32,
@@ -91,28 +90,40 @@ impl HttpContext for FilterRequest {
             (authenticate(&shared, &info.authorization, now_ms), Rc::clone(&shared.config))
         };
 
-        if let Verdict::WaitForKeys { provider_index } = verdict {
-            let deadline_ms = wait_deadline_ms(&config, provider_index, now_ms);
-            if let Ok(mut shared) = shared_cell.try_borrow_mut() {
+        if let Verdict::WaitForKeys { provider_index, kid, wait_until_ms } = &verdict {
+            let deadline_ms = wait_until_ms.unwrap_or_else(|| refetch_deadline_ms(&config, *provider_index, now_ms));
+            if hold(&shared_cell, self.context_id, *provider_index, kid.as_deref(), deadline_ms, &info) {
                 debug!(
-                    "request held until provider {} has keys: request_id={}",
-                    provider_name(&config, Some(provider_index)),
+                    "request held: provider={} waiting for {} request_id={}",
+                    provider_name(&config, Some(*provider_index)),
+                    kid.as_deref().map_or("the first key set".to_owned(), |kid| format!("a refetch for kid {:?}", crate::jws::truncate(kid, 64))),
                     info.request_id
                 );
-                shared.waiting.push(WaitingRequest {
-                    context_id: self.context_id,
-                    provider_index,
-                    authorization: info.authorization,
-                    authority: info.authority,
-                    request_id: info.request_id,
-                    deadline_ms,
-                });
                 return Action::Pause;
             }
             return send_unavailable(&info);
         }
         enforce(&config, verdict, &info)
     }
+}
+
+/// Registers a held request, and asks for a refetch when it waits for an unknown kid.
+fn hold(shared_cell: &Rc<RefCell<Shared>>, context_id: u32, provider_index: usize, kid: Option<&str>, deadline_ms: u64, info: &RequestInfo) -> bool {
+    let Ok(mut shared) = shared_cell.try_borrow_mut() else {
+        return false;
+    };
+    if let (Some(kid), Some(ProviderKeys::Remote(remote))) = (kid, shared.keys.get_mut(provider_index)) {
+        remote.cache.request_kid_refetch(kid);
+    }
+    shared.waiting.push(WaitingRequest {
+        context_id,
+        provider_index,
+        authorization: info.authorization.clone(),
+        authority: info.authority.clone(),
+        request_id: info.request_id.clone(),
+        deadline_ms,
+    });
+    true
 }
 
 fn authenticate(shared: &Shared, authorization: &[String], now_ms: u64) -> Verdict {
@@ -158,8 +169,21 @@ fn enforce(config: &FilterConfig, verdict: Verdict, info: &RequestInfo) -> Actio
             send_denial(config, &denial, info);
             Action::Pause
         }
-        Verdict::WaitForKeys { provider_index } => {
-            let denial = unavailable_denial(Some(provider_index), "keys still pending");
+        // A request still waiting at its deadline: its kid stayed unknown, or no key set came.
+        Verdict::WaitForKeys { provider_index, kid: Some(kid), .. } => {
+            let denial = Denial {
+                rejection: Rejection::new(
+                    Reason::KeyNotFound,
+                    format!("kid {:?} unknown; no refetch brought it in time", crate::jws::truncate(&kid, 64)),
+                ),
+                provider_index: Some(provider_index),
+                retry_after_seconds: None,
+            };
+            send_denial(config, &denial, info);
+            Action::Pause
+        }
+        Verdict::WaitForKeys { provider_index, kid: None, .. } => {
+            let denial = unavailable_denial(Some(provider_index), "no key set arrived in time");
             send_denial(config, &denial, info);
             Action::Pause
         }
@@ -209,7 +233,8 @@ pub fn resume_waiting(shared_cell: &Rc<RefCell<Shared>>, provider_index: Option<
     finish_waiting(shared_cell, ready, now_ms, false);
 }
 
-/// Answers 503 to held requests whose deadline has passed.
+/// Finishes held requests whose deadline has passed: they are authenticated once more and
+/// denied if they would still have to wait.
 pub fn expire_waiting(shared_cell: &Rc<RefCell<Shared>>, now_ms: u64) {
     let expired = take_waiting(shared_cell, |waiting| now_ms >= waiting.deadline_ms);
     finish_waiting(shared_cell, expired, now_ms, true);
@@ -224,7 +249,7 @@ fn take_waiting(shared_cell: &Rc<RefCell<Shared>>, mut selected: impl FnMut(&Wai
     taken
 }
 
-fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingRequest>, now_ms: u64, expired: bool) {
+fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingRequest>, now_ms: u64, at_deadline: bool) {
     for waiting in requests {
         let info = RequestInfo {
             authorization: waiting.authorization,
@@ -235,24 +260,16 @@ fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingReques
             let Ok(shared) = shared_cell.try_borrow() else {
                 continue;
             };
-            let verdict = if expired {
-                Verdict::Deny(unavailable_denial(Some(waiting.provider_index), "timed out waiting for keys"))
-            } else {
-                authenticate(&shared, &info.authorization, now_ms)
-            };
-            (verdict, Rc::clone(&shared.config))
+            (authenticate(&shared, &info.authorization, now_ms), Rc::clone(&shared.config))
         };
 
-        if let Verdict::WaitForKeys { provider_index } = verdict {
-            if let Ok(mut shared) = shared_cell.try_borrow_mut() {
-                shared.waiting.push(WaitingRequest {
-                    context_id: waiting.context_id,
-                    provider_index,
-                    authorization: info.authorization,
-                    authority: info.authority,
-                    request_id: info.request_id,
-                    deadline_ms: waiting.deadline_ms,
-                });
+        // Keys that arrived may still lack the token's kid, which can then wait for a refetch.
+        if let Verdict::WaitForKeys { provider_index, kid, wait_until_ms } = &verdict {
+            let deadline_ms = wait_until_ms.unwrap_or_else(|| refetch_deadline_ms(&config, *provider_index, now_ms));
+            if !at_deadline
+                && now_ms < deadline_ms
+                && hold(shared_cell, waiting.context_id, *provider_index, kid.as_deref(), deadline_ms, &info)
+            {
                 continue;
             }
         }
@@ -269,12 +286,17 @@ fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingReques
     }
 }
 
-fn wait_deadline_ms(config: &FilterConfig, provider_index: usize, now_ms: u64) -> u64 {
+/// Returns how long a request may wait for a kid refetch: the fetch's timeout, the grace
+/// before a lost callback counts as failed, and one tick for another worker's result.
+fn refetch_deadline_ms(config: &FilterConfig, provider_index: usize, now_ms: u64) -> u64 {
     let timeout_ms = match config.providers.get(provider_index).map(|provider| &provider.jwks) {
         Some(JwksSource::Remote(remote)) => remote.timeout_ms,
         _ => 0,
     };
-    now_ms.saturating_add(timeout_ms).saturating_add(WAIT_GRACE_MS)
+    now_ms
+        .saturating_add(timeout_ms)
+        .saturating_add(LOST_CALLBACK_GRACE_MS)
+        .saturating_add(2 * TICK_PERIOD_MS)
 }
 
 fn provider_name(config: &FilterConfig, provider_index: Option<usize>) -> &str {

@@ -1,40 +1,61 @@
-//! The root context: configuration, the per-provider key caches, JWKS fetches, and the
-//! requests held while a provider's first key set is on its way.
+//! The root context: configuration, the per-provider key caches, JWKS fetches coordinated
+//! with the other workers, and the requests held while keys are on their way.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
+use ring::rand::{SecureRandom, SystemRandom};
 
 use super::logger;
 use super::request::{self, FilterRequest};
 use crate::authenticator::{KeyAvailability, KeyStore};
-use crate::config::{self, FilterConfig, JwksSource, RemoteJwks};
-use crate::jwks::KeySet;
-use crate::jwks_cache::{self, FetchError, RemoteKeyCache};
+use crate::config::{self, FilterConfig, JwksSource, Provider, RemoteJwks};
+use crate::discovery::{self, JwksLocation};
+use crate::fetch_lease::{self, Acquire, PublishedKeys, SharedData, SharedKeys};
+use crate::jwks::{self, KeySet};
+use crate::jwks_cache::{self, FetchCause, FetchError, RemoteKeyCache, UnknownKidDecision};
 
-/// How often the root context checks for due fetches and overdue requests.
-const TICK_PERIOD_MS: u64 = 500;
+/// How often the root context adopts keys fetched by other workers, starts due fetches and
+/// answers overdue requests.
+pub const TICK_PERIOD_MS: u64 = 250;
+
+/// A remote key set as one worker sees it.
+pub struct RemoteKeys {
+    pub cache: RemoteKeyCache,
+    shared_keys: SharedKeys,
+    /// CAS token of the published key set this worker last adopted.
+    seen_cas: Option<u32>,
+    /// Where the key set is, once a discovery document named it.
+    location: Option<JwksLocation>,
+}
 
 /// Keys of one provider as this worker holds them.
 pub enum ProviderKeys {
     Local(Rc<KeySet>),
-    Remote(RemoteKeyCache),
+    Remote(Box<RemoteKeys>),
 }
 
-/// A request paused until its provider's first key set arrives.
+/// What an in-flight HTTP call fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchKind {
+    Discovery,
+    Jwks,
+}
+
+/// A request paused until its provider's keys arrive or a refetch for its kid ends.
 pub struct WaitingRequest {
     pub context_id: u32,
     pub provider_index: usize,
     pub authorization: Vec<String>,
     pub authority: String,
     pub request_id: String,
-    /// When the request is answered 503 even if the fetch has not ended.
+    /// When the request is answered even if the fetch has not ended.
     pub deadline_ms: u64,
 }
 
@@ -43,8 +64,10 @@ pub struct Shared {
     pub config: Rc<FilterConfig>,
     pub keys: Vec<ProviderKeys>,
     pub waiting: Vec<WaitingRequest>,
-    /// JWKS fetches in flight: call token to provider index.
-    in_flight: HashMap<u32, usize>,
+    /// HTTP calls in flight: call token to provider index and what it fetches.
+    in_flight: HashMap<u32, (usize, FetchKind)>,
+    /// This VM's id in fetch leases.
+    worker_id: String,
 }
 
 /// The key store as seen at one instant.
@@ -57,21 +80,56 @@ impl KeyStore for KeysAt<'_> {
     fn keys(&self, provider_index: usize) -> KeyAvailability {
         match self.keys.get(provider_index) {
             Some(ProviderKeys::Local(key_set)) => KeyAvailability::Ready(Rc::clone(key_set)),
-            Some(ProviderKeys::Remote(cache)) => cache.availability(self.now_ms),
+            Some(ProviderKeys::Remote(remote)) => remote.cache.availability(self.now_ms),
             None => KeyAvailability::Unavailable {
                 retry_after_seconds: 1,
             },
         }
     }
+
+    fn unknown_kid(&self, provider_index: usize, kid: &str) -> UnknownKidDecision {
+        match self.keys.get(provider_index) {
+            Some(ProviderKeys::Remote(remote)) => remote.cache.unknown_kid(kid, self.now_ms),
+            _ => UnknownKidDecision::Reject,
+        }
+    }
+}
+
+/// Envoy's shared data, through the host calls.
+struct HostSharedData;
+
+impl SharedData for HostSharedData {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(bytes), Some(cas))) => Some((bytes, cas)),
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
 }
 
 pub struct FilterRoot {
     shared: Option<Rc<RefCell<Shared>>>,
+    random: SystemRandom,
 }
 
 impl FilterRoot {
     pub fn new() -> Self {
-        FilterRoot { shared: None }
+        FilterRoot {
+            shared: None,
+            random: SystemRandom::new(),
+        }
+    }
+
+    fn random_u64(&self) -> u64 {
+        let mut bytes = [0u8; 8];
+        // Without randomness the jitter is 0 and worker ids may collide; both stay correct
+        // (the lease CAS still admits one fetcher), only less spread out.
+        let _ = self.random.fill(&mut bytes);
+        u64::from_le_bytes(bytes)
     }
 
     fn load_configuration(&mut self, size: usize) -> bool {
@@ -98,13 +156,23 @@ impl FilterRoot {
             warn!("{field}: skipping {skipped}");
         }
 
+        let now_ms = now_ms();
         let config = Rc::new(parsed.config);
         let keys = config
             .providers
             .iter()
             .map(|provider| match &provider.jwks {
                 JwksSource::Local(key_set) => ProviderKeys::Local(Rc::new(key_set.clone())),
-                JwksSource::Remote(_) => ProviderKeys::Remote(RemoteKeyCache::new()),
+                JwksSource::Remote(remote) => ProviderKeys::Remote(Box::new(RemoteKeys {
+                    cache: RemoteKeyCache::new(
+                        remote.cache_settings(),
+                        now_ms,
+                        remote.bootstrap.clone().map(Rc::new),
+                    ),
+                    shared_keys: SharedKeys::for_source(&remote.cluster, &remote.uri),
+                    seen_cas: None,
+                    location: None,
+                })),
             })
             .collect();
         info!("configured: {}", describe(&config));
@@ -114,49 +182,141 @@ impl FilterRoot {
             keys,
             waiting: Vec::new(),
             in_flight: HashMap::new(),
+            worker_id: format!("{:016x}", self.random_u64()),
         })));
         true
     }
 
-    /// Starts every fetch that is due and fails every fetch whose callback never came.
+    /// Adopts keys other workers published, fails fetches whose callback never came, and
+    /// starts the fetches that are due and whose lease this worker gets.
     fn drive_fetches(&self, shared_cell: &Rc<RefCell<Shared>>) {
         let now_ms = now_ms();
-        let mut finished = Vec::new();
+        let mut changed = Vec::new();
         {
             let Ok(mut shared) = shared_cell.try_borrow_mut() else {
                 return;
             };
             let shared = &mut *shared;
+            let mut store = HostSharedData;
             for (index, provider) in shared.config.providers.iter().enumerate() {
-                let (JwksSource::Remote(remote), Some(ProviderKeys::Remote(cache))) =
+                let (JwksSource::Remote(remote_config), Some(ProviderKeys::Remote(remote))) =
                     (&provider.jwks, shared.keys.get_mut(index))
                 else {
                     continue;
                 };
 
-                if cache.fetch_overdue(now_ms) {
-                    shared.in_flight.retain(|_, provider_index| *provider_index != index);
-                    report_failure(&provider.name, remote, cache, now_ms, &FetchError::TimedOut);
-                    finished.push(index);
+                if adopt_published(provider, remote, &store, now_ms) {
+                    changed.push(index);
                 }
-                if !cache.fetch_due(now_ms) {
+
+                if remote.cache.fetch_overdue(now_ms) {
+                    shared.in_flight.retain(|_, (provider_index, _)| *provider_index != index);
+                    fail_fetch(provider, remote_config, remote, &mut store, &shared.worker_id, now_ms, &FetchError::TimedOut);
+                    changed.push(index);
+                }
+
+                let Some(cause) = remote.cache.fetch_due(now_ms) else {
                     continue;
-                }
-                match dispatch_fetch(remote) {
-                    Ok(token) => {
-                        cache.fetch_started(now_ms, remote.timeout_ms);
-                        shared.in_flight.insert(token, index);
+                };
+                let settings = *remote.cache.settings();
+                match fetch_lease::try_acquire(&mut store, &remote.shared_keys.lease, &shared.worker_id, now_ms, cause, &settings) {
+                    Acquire::Acquired => {
+                        let kind = if remote_config.discovery && remote.location.is_none() {
+                            FetchKind::Discovery
+                        } else {
+                            FetchKind::Jwks
+                        };
+                        debug!("provider {}: starting {cause} fetch of the {kind:?} document", provider.name);
+                        match dispatch_fetch(remote_config, remote.location.as_ref(), kind) {
+                            Ok(token) => {
+                                remote.cache.fetch_started(now_ms);
+                                shared.in_flight.insert(token, (index, kind));
+                            }
+                            Err(fetch_error) => {
+                                fail_fetch(provider, remote_config, remote, &mut store, &shared.worker_id, now_ms, &fetch_error);
+                                changed.push(index);
+                            }
+                        }
                     }
-                    Err(fetch_error) => {
-                        report_failure(&provider.name, remote, cache, now_ms, &fetch_error);
-                        finished.push(index);
+                    Acquire::HeldByOther | Acquire::BackingOff { .. } => {
+                        if cause == FetchCause::UnknownKid {
+                            remote.cache.fetch_delegated();
+                        }
+                    }
+                    Acquire::KidRefetchThrottled { last_kid_refetch_ms } => {
+                        remote.cache.note_kid_refetch(last_kid_refetch_ms);
+                        remote.cache.kid_refetch_refused(now_ms);
+                        changed.push(index);
                     }
                 }
             }
         }
-        for index in finished {
+        changed.dedup();
+        for index in changed {
             request::resume_waiting(shared_cell, Some(index), now_ms);
         }
+    }
+
+    /// Handles a finished HTTP call: a discovery document leads to the JWKS fetch, a JWKS
+    /// replaces the cached keys and is published for the other workers.
+    fn finish_fetch(&self, shared_cell: &Rc<RefCell<Shared>>, token_id: u32, status: Option<u32>, body_size: usize, body: Option<Vec<u8>>, max_age: Option<u64>) {
+        let now_ms = now_ms();
+        let jitter_permille = self.random_u64() % 1001;
+        let provider_index = {
+            let Ok(mut shared) = shared_cell.try_borrow_mut() else {
+                return;
+            };
+            let shared = &mut *shared;
+            let Some((index, kind)) = shared.in_flight.remove(&token_id) else {
+                return;
+            };
+            let Some(provider) = shared.config.providers.get(index) else {
+                return;
+            };
+            let (JwksSource::Remote(remote_config), Some(ProviderKeys::Remote(remote))) =
+                (&provider.jwks, shared.keys.get_mut(index))
+            else {
+                return;
+            };
+            let mut store = HostSharedData;
+            let worker_id = shared.worker_id.clone();
+
+            let checked = jwks_cache::check_fetch_response(status, body_size, body.as_deref());
+            match kind {
+                FetchKind::Discovery => match checked.and_then(|document| discovery::parse_discovery(document, &provider.issuer)) {
+                    Ok(location) => {
+                        info!("provider {}: discovery document names JWKS {}", provider.name, location.uri);
+                        let dispatched = dispatch_fetch(remote_config, Some(&location), FetchKind::Jwks);
+                        remote.location = Some(location);
+                        match dispatched {
+                            Ok(token) => {
+                                shared.in_flight.insert(token, (index, FetchKind::Jwks));
+                                return;
+                            }
+                            Err(fetch_error) => {
+                                fail_fetch(provider, remote_config, remote, &mut store, &worker_id, now_ms, &fetch_error)
+                            }
+                        }
+                    }
+                    Err(fetch_error) => fail_fetch(provider, remote_config, remote, &mut store, &worker_id, now_ms, &fetch_error),
+                },
+                FetchKind::Jwks => {
+                    let parsed = checked.and_then(|document| {
+                        let parsed = jwks::parse_jwks(document).map_err(FetchError::Jwks)?;
+                        Ok((parsed, String::from_utf8_lossy(document).into_owned()))
+                    });
+                    match parsed {
+                        Ok((parsed, text)) => {
+                            let fetched = FetchedKeys { parsed, text, max_age, jitter_permille };
+                            store_fetched(provider, remote_config, remote, &mut store, &worker_id, now_ms, fetched);
+                        }
+                        Err(fetch_error) => fail_fetch(provider, remote_config, remote, &mut store, &worker_id, now_ms, &fetch_error),
+                    }
+                }
+            }
+            index
+        };
+        request::resume_waiting(shared_cell, Some(provider_index), now_ms);
     }
 }
 
@@ -165,61 +325,22 @@ impl Context for FilterRoot {
         let Some(shared_cell) = self.shared.clone() else {
             return;
         };
-        let now_ms = now_ms();
 
         // Read the response before anything switches the effective context.
+        let header = |name: &str| hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).unwrap_or_default();
         let status = if num_headers == 0 {
             None
         } else {
-            match hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status") {
-                Ok(Some(status)) => status.parse::<u32>().ok(),
-                _ => None,
-            }
+            header(":status").and_then(|status| status.parse::<u32>().ok())
         };
+        let max_age = header("cache-control").and_then(|value| jwks_cache::cache_control_max_age(&value));
         // An oversized body is never read; its size alone rejects it.
         let body = if body_size == 0 || body_size > jwks_cache::MAX_JWKS_BODY_BYTES {
             None
         } else {
             hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten()
         };
-        let outcome = jwks_cache::parse_fetch_response(status, body_size, body.as_deref());
-
-        let provider_index = {
-            let Ok(mut shared) = shared_cell.try_borrow_mut() else {
-                return;
-            };
-            let shared = &mut *shared;
-            let Some(index) = shared.in_flight.remove(&token_id) else {
-                return;
-            };
-            let Some(provider) = shared.config.providers.get(index) else {
-                return;
-            };
-            let (JwksSource::Remote(remote), Some(ProviderKeys::Remote(cache))) =
-                (&provider.jwks, shared.keys.get_mut(index))
-            else {
-                return;
-            };
-            match outcome {
-                Ok(parsed) => {
-                    for skipped in &parsed.skipped {
-                        warn!("provider {}: JWKS from {}: skipping {skipped}", provider.name, remote.uri);
-                    }
-                    info!(
-                        "provider {}: loaded {} keys from {} ({} skipped); next refresh in {} s",
-                        provider.name,
-                        parsed.key_set.keys.len(),
-                        remote.uri,
-                        parsed.skipped.len(),
-                        remote.cache_duration_seconds
-                    );
-                    cache.fetch_succeeded(now_ms, parsed.key_set, remote.cache_duration_seconds);
-                }
-                Err(fetch_error) => report_failure(&provider.name, remote, cache, now_ms, &fetch_error),
-            }
-            index
-        };
-        request::resume_waiting(&shared_cell, Some(provider_index), now_ms);
+        self.finish_fetch(&shared_cell, token_id, status, body_size, body, max_age);
     }
 }
 
@@ -262,43 +383,147 @@ impl RootContext for FilterRoot {
     }
 }
 
-fn dispatch_fetch(remote: &RemoteJwks) -> Result<u32, FetchError> {
+/// Adopts the key set another worker published, if it is newer than the local one. Returns
+/// whether the local keys changed.
+fn adopt_published(provider: &Provider, remote: &mut RemoteKeys, store: &HostSharedData, now_ms: u64) -> bool {
+    if let Some((lease, _)) = fetch_lease::read_lease(store, &remote.shared_keys.lease) {
+        if lease.last_kid_refetch_ms != 0 {
+            remote.cache.note_kid_refetch(lease.last_kid_refetch_ms);
+        }
+    }
+    let Some((published, cas)) = fetch_lease::read_published(store, &remote.shared_keys.published, remote.seen_cas) else {
+        return false;
+    };
+    remote.seen_cas = Some(cas);
+    if remote.cache.record().is_some_and(|record| record.fetched_at_ms >= published.fetched_at_ms) {
+        return false;
+    }
+    let parsed = match jwks::parse_jwks(published.jwks.as_bytes()) {
+        Ok(parsed) => parsed,
+        Err(jwks_error) => {
+            warn!("provider {}: ignoring the key set another worker published: {jwks_error}", provider.name);
+            return false;
+        }
+    };
+    let record = jwks_cache::KeySetRecord {
+        key_set: Rc::new(parsed.key_set),
+        fetched_at_ms: published.fetched_at_ms,
+        refresh_at_ms: published.refresh_at_ms,
+        expires_at_ms: published.expires_at_ms,
+    };
+    let missing = remote.cache.adopt(now_ms, record);
+    debug!(
+        "provider {}: adopted {} keys fetched by another worker{}",
+        provider.name,
+        remote.cache.key_count(),
+        describe_missing(&missing)
+    );
+    true
+}
+
+/// A key set this worker fetched, with what its record needs.
+struct FetchedKeys {
+    parsed: jwks::ParsedKeySet,
+    /// The JWKS document as received, published for the other workers.
+    text: String,
+    max_age: Option<u64>,
+    jitter_permille: u64,
+}
+
+/// Stores a fetched key set locally, publishes it and releases the lease.
+fn store_fetched(
+    provider: &Provider,
+    remote_config: &RemoteJwks,
+    remote: &mut RemoteKeys,
+    store: &mut HostSharedData,
+    worker_id: &str,
+    now_ms: u64,
+    fetched: FetchedKeys,
+) {
+    let FetchedKeys { parsed, text, max_age, jitter_permille } = fetched;
+    for skipped in &parsed.skipped {
+        warn!("provider {}: JWKS from {}: skipping {skipped}", provider.name, remote_config.uri);
+    }
+    let key_count = parsed.key_set.keys.len();
+    let record = remote.cache.new_record(now_ms, parsed.key_set, max_age, jitter_permille);
+    let published = PublishedKeys {
+        fetched_at_ms: record.fetched_at_ms,
+        refresh_at_ms: record.refresh_at_ms,
+        expires_at_ms: record.expires_at_ms,
+        jwks: text,
+    };
+    let ttl_seconds = (record.expires_at_ms - record.fetched_at_ms) / 1000;
+    let refresh_seconds = (record.refresh_at_ms - record.fetched_at_ms) / 1000;
+    let missing = remote.cache.fetch_succeeded(now_ms, record);
+    if fetch_lease::publish(store, &remote.shared_keys.published, &published) {
+        remote.seen_cas = store.get(&remote.shared_keys.published).map(|(_, cas)| cas);
+    } else {
+        warn!("provider {}: could not publish the key set to the other workers", provider.name);
+    }
+    fetch_lease::release(store, &remote.shared_keys.lease, worker_id, now_ms, true);
+    info!(
+        "provider {}: loaded {key_count} keys from {} ({} skipped); TTL {ttl_seconds} s, refresh in {refresh_seconds} s{}",
+        provider.name,
+        remote_config.uri,
+        parsed.skipped.len(),
+        describe_missing(&missing)
+    );
+}
+
+fn fail_fetch(
+    provider: &Provider,
+    remote_config: &RemoteJwks,
+    remote: &mut RemoteKeys,
+    store: &mut HostSharedData,
+    worker_id: &str,
+    now_ms: u64,
+    fetch_error: &FetchError,
+) {
+    remote.cache.fetch_failed(now_ms);
+    let retry_ms = fetch_lease::release(store, &remote.shared_keys.lease, worker_id, now_ms, false);
+    let keeping = match remote.cache.key_count() {
+        0 => "no keys loaded yet".to_owned(),
+        count => format!("keeping the {count} cached keys"),
+    };
+    let message = format!(
+        "provider {}: fetch from {} via cluster {} failed: {fetch_error}; {keeping}; next attempt in {retry_ms} ms",
+        provider.name, remote_config.uri, remote_config.cluster
+    );
+    if matches!(fetch_error, FetchError::Discovery(_)) {
+        error!("{message}");
+    } else {
+        warn!("{message}");
+    }
+}
+
+fn dispatch_fetch(remote: &RemoteJwks, location: Option<&JwksLocation>, kind: FetchKind) -> Result<u32, FetchError> {
+    let (authority, path) = match (kind, location) {
+        (FetchKind::Jwks, Some(location)) => (location.authority.as_str(), location.path.as_str()),
+        _ => (remote.authority.as_str(), remote.path.as_str()),
+    };
     let headers = vec![
         (":method", "GET"),
-        (":path", remote.path.as_str()),
-        (":authority", remote.authority.as_str()),
+        (":path", path),
+        (":authority", authority),
         ("accept", "application/json"),
         ("user-agent", concat!("idaas-jwt-filter/", env!("CARGO_PKG_VERSION"))),
     ];
-    hostcalls::dispatch_http_call(
-        &remote.cluster,
-        headers,
-        None,
-        Vec::new(),
-        Duration::from_millis(remote.timeout_ms),
-    )
-    .map_err(|status| {
-        FetchError::Dispatch(format!(
-            "host returned {status:?}; check that cluster {:?} exists",
-            remote.cluster
-        ))
-    })
+    hostcalls::dispatch_http_call(&remote.cluster, headers, None, Vec::new(), Duration::from_millis(remote.timeout_ms))
+        .map_err(|status| {
+            FetchError::Dispatch(format!(
+                "host returned {status:?}; check that cluster {:?} exists",
+                remote.cluster
+            ))
+        })
 }
 
-fn report_failure(provider: &str, remote: &RemoteJwks, cache: &mut RemoteKeyCache, now_ms: u64, fetch_error: &FetchError) {
-    let retry_ms = cache.fetch_failed(now_ms);
-    let keeping = if cache.key_count() > 0 {
-        format!("keeping the {} cached keys", cache.key_count())
+fn describe_missing(missing: &[String]) -> String {
+    if missing.is_empty() {
+        String::new()
     } else {
-        "no keys loaded yet".to_owned()
-    };
-    warn!(
-        "provider {provider}: JWKS fetch from {} via cluster {} failed: {fetch_error}; {keeping}; retry {} in {} ms",
-        remote.uri,
-        remote.cluster,
-        cache.consecutive_failures() + 1,
-        retry_ms
-    );
+        let kids: Vec<String> = missing.iter().map(|kid| format!("{:?}", crate::jws::truncate(kid, 64))).collect();
+        format!("; still unknown kids: {}", kids.join(", "))
+    }
 }
 
 fn describe(config: &FilterConfig) -> String {
@@ -307,7 +532,16 @@ fn describe(config: &FilterConfig) -> String {
         .iter()
         .map(|provider| {
             let source = match &provider.jwks {
-                JwksSource::Remote(remote) => format!("remote JWKS {} via cluster {}", remote.uri, remote.cluster),
+                JwksSource::Remote(remote) => format!(
+                    "{} {} via cluster {}{}",
+                    if remote.discovery { "discovery" } else { "remote JWKS" },
+                    remote.uri,
+                    remote.cluster,
+                    remote
+                        .bootstrap
+                        .as_ref()
+                        .map_or(String::new(), |set| format!(", {} bootstrap keys", set.keys.len()))
+                ),
                 JwksSource::Local(key_set) => format!("local JWKS with {} keys", key_set.keys.len()),
             };
             format!(
