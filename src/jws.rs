@@ -29,7 +29,9 @@ pub struct JoseHeader<'a> {
     pub kid: Option<&'a str>,
 }
 
-/// Splits and decodes a compact JWS.
+/// Splits and decodes a compact JWS. The header's `crit` and `b64` are checked before the
+/// payload is decoded, because RFC 7797 lets them change how the payload is encoded: a
+/// `b64: false` token is rejected for its header, not for a payload that is not base64url.
 pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, Rejection> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
@@ -45,6 +47,7 @@ pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, Rejection> {
     let header = json::parse_object(&header_bytes).map_err(|error| {
         Rejection::new(Reason::TokenMalformed, format!("header: {error}"))
     })?;
+    check_extensions(&header)?;
     let payload_bytes = decode_part(payload_b64, "payload")?;
     let claims = json::parse_object(&payload_bytes).map_err(|error| {
         Rejection::new(Reason::TokenMalformed, format!("payload: {error}"))
@@ -76,6 +79,18 @@ pub fn check_header(header: &Map<String, Value>) -> Result<JoseHeader<'_>, Rejec
         None => return Err(Rejection::new(Reason::AlgNotAllowed, "header has no alg")),
     };
 
+    check_extensions(header)?;
+
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.as_str()),
+        Some(_) => return Err(Rejection::new(Reason::TokenMalformed, "kid is not a string")),
+    };
+    Ok(JoseHeader { alg, kid })
+}
+
+/// Rejects the JWS extensions this filter does not implement: any `crit` list and `b64`.
+fn check_extensions(header: &Map<String, Value>) -> Result<(), Rejection> {
     // RFC 7515 section 4.1.11: a recipient that does not understand every extension listed
     // in `crit` must reject the token. This filter implements none.
     if header.contains_key("crit") {
@@ -91,13 +106,7 @@ pub fn check_header(header: &Map<String, Value>) -> Result<JoseHeader<'_>, Rejec
             "header has b64; unencoded payloads are not supported",
         ));
     }
-
-    let kid = match header.get("kid") {
-        None => None,
-        Some(Value::String(kid)) => Some(kid.as_str()),
-        Some(_) => return Err(Rejection::new(Reason::TokenMalformed, "kid is not a string")),
-    };
-    Ok(JoseHeader { alg, kid })
+    Ok(())
 }
 
 fn decode_part(part: &str, name: &'static str) -> Result<Vec<u8>, Rejection> {
@@ -217,6 +226,12 @@ mod tests {
     #[test]
     fn b64_header_is_not_supported() {
         assert_eq!(header_reason(r#"{"alg":"RS256","b64":false}"#), Reason::HeaderNotSupported);
+    }
+
+    #[test]
+    fn b64_header_is_checked_before_the_payload() {
+        let text = format!("{}.not base64!.{}", b64(r#"{"alg":"HS256","b64":false,"crit":["b64"]}"#), b64("s"));
+        assert_eq!(parse_reason(&text), Reason::HeaderNotSupported);
     }
 
     #[test]
