@@ -82,8 +82,10 @@ run: deps build
 
 test: deps build test-unit test-e2e
 
+# Unit tests of the host-free core, then the public conformance vectors in ../shared/vectors.
 test-unit:
 	cargo test --lib
+	cargo test --test vectors
 
 test-e2e:
 	cargo test --test e2e
