@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 
 use crate::algorithm::Algorithm;
 use crate::claims;
-use crate::config::FilterConfig;
+use crate::config::{FilterConfig, ScopeMatch};
+use crate::route::RouteRequirements;
 use crate::extractor;
 use crate::jwks::{KeyQuery, KeySet};
 use crate::jwks_cache::UnknownKidDecision;
@@ -104,9 +105,47 @@ impl From<Rejection> for Stop {
     }
 }
 
-/// Authenticates one request against the configuration and the current keys.
+/// What a token must carry on one route: the top-level settings with the matching rule's
+/// overrides applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Requirements<'a> {
+    pub required_scopes: &'a [String],
+    pub scope_match: ScopeMatch,
+    pub scope_claims: &'a [String],
+    /// Accepted audiences in place of each provider's own, when the route sets them.
+    pub audiences: Option<&'a [String]>,
+    /// Providers allowed on the route; `None` allows every provider.
+    pub providers: Option<&'a [usize]>,
+}
+
+impl<'a> Requirements<'a> {
+    /// Applies a route rule's overrides to the top-level settings.
+    pub fn for_route(config: &'a FilterConfig, route: Option<&'a RouteRequirements>) -> Self {
+        Requirements {
+            required_scopes: route
+                .and_then(|route| route.required_scopes.as_deref())
+                .unwrap_or(&config.required_scopes),
+            scope_match: route.and_then(|route| route.scope_match).unwrap_or(config.scope_match),
+            scope_claims: &config.scope_claims,
+            audiences: route.and_then(|route| route.audiences.as_deref()),
+            providers: route.and_then(|route| route.providers.as_deref()),
+        }
+    }
+}
+
+/// Authenticates one request against the top-level requirements and the current keys.
 pub fn authenticate(config: &FilterConfig, keys: &dyn KeyStore, request: RequestAuth<'_>) -> Verdict {
-    match run_checks(config, keys, request) {
+    authenticate_with(config, keys, request, &Requirements::for_route(config, None))
+}
+
+/// Authenticates one request against `requirements` and the current keys.
+pub fn authenticate_with(
+    config: &FilterConfig,
+    keys: &dyn KeyStore,
+    request: RequestAuth<'_>,
+    requirements: &Requirements<'_>,
+) -> Verdict {
+    match run_checks(config, keys, request, requirements) {
         Ok(verified) => Verdict::Allow(verified),
         Err(Stop::Deny(denial)) => Verdict::Deny(denial),
         Err(Stop::Wait {
@@ -121,12 +160,24 @@ pub fn authenticate(config: &FilterConfig, keys: &dyn KeyStore, request: Request
     }
 }
 
-fn run_checks(config: &FilterConfig, keys: &dyn KeyStore, request: RequestAuth<'_>) -> Result<Verified, Stop> {
+fn run_checks(
+    config: &FilterConfig,
+    keys: &dyn KeyStore,
+    request: RequestAuth<'_>,
+    requirements: &Requirements<'_>,
+) -> Result<Verified, Stop> {
     let token = extractor::extract_bearer_token(request.authorization)?;
     let jws = jws::parse_compact(token)?;
     let header = jws::check_header(&jws.header)?;
 
     let provider_index = select_provider(config, &jws.claims)?;
+    if requirements.providers.is_some_and(|allowed| !allowed.contains(&provider_index)) {
+        let name = config.providers.get(provider_index).map_or("-", |provider| provider.name.as_str());
+        return Err(Stop::from(Rejection::new(
+            Reason::IssuerUnknown,
+            format!("provider {name} is not allowed on this route"),
+        )));
+    }
     let with_provider = |rejection: Rejection| {
         Stop::Deny(Denial {
             rejection,
@@ -194,8 +245,9 @@ fn run_checks(config: &FilterConfig, keys: &dyn KeyStore, request: RequestAuth<'
     }
 
     claims::check_time(&jws.claims, request.now_seconds, config.clock_skew_seconds).map_err(with_provider)?;
-    check_audience(&jws.claims, &provider.audiences).map_err(with_provider)?;
-    check_scope(&jws.claims, &config.required_scopes).map_err(with_provider)?;
+    let audiences = requirements.audiences.unwrap_or(&provider.audiences);
+    check_audience(&jws.claims, audiences).map_err(with_provider)?;
+    check_scope(&jws.claims, requirements, audiences).map_err(with_provider)?;
 
     Ok(Verified {
         provider_index,
@@ -245,30 +297,48 @@ pub fn check_audience(claims: &Map<String, Value>, allowed: &[String]) -> Result
     Err(Rejection::new(Reason::AudienceNotAllowed, detail))
 }
 
-/// Requires a non-empty scope and every required scope value.
+/// Requires a non-empty scope, and all (or, with `scope_match: any`, one) of the required
+/// scope values.
 ///
 /// An empty scope is rejected even when nothing is required: in IDaaS it means the
 /// application was granted no permission with a Scope Value, a misconfiguration that must
-/// surface at once rather than when a scope is first required.
-pub fn check_scope(claims: &Map<String, Value>, required: &[String]) -> Result<(), Rejection> {
-    let granted = claims::scopes(claims)?;
+/// surface at once rather than when a scope is first required. A granted entry of the IDaaS
+/// form `<identifier>|<value>` counts as `<value>` when `<identifier>` is one of `audiences`.
+pub fn check_scope(claims: &Map<String, Value>, requirements: &Requirements<'_>, audiences: &[String]) -> Result<(), Rejection> {
+    let granted = claims::scopes(claims, requirements.scope_claims)?;
     if granted.is_empty() {
         return Err(Rejection::new(
             Reason::ScopeEmpty,
-            "token has no scope values (scope and scp are missing or empty)",
+            format!("token has no scope values (claims {} are missing or empty)", requirements.scope_claims.join(", ")),
         ));
     }
-    let missing: Vec<&str> = required
+    let has = |required: &str| {
+        granted.iter().any(|entry| {
+            *entry == required
+                || entry
+                    .rsplit_once('|')
+                    .is_some_and(|(identifier, value)| value == required && audiences.iter().any(|aud| aud == identifier))
+        })
+    };
+    let missing: Vec<&str> = requirements
+        .required_scopes
         .iter()
         .map(String::as_str)
-        .filter(|scope| !granted.contains(scope))
+        .filter(|scope| !has(scope))
         .collect();
-    if missing.is_empty() {
+    let satisfied = match requirements.scope_match {
+        ScopeMatch::All => missing.is_empty(),
+        ScopeMatch::Any => requirements.required_scopes.is_empty() || missing.len() < requirements.required_scopes.len(),
+    };
+    if satisfied {
         Ok(())
     } else {
         Err(Rejection::new(
             Reason::ScopeInsufficient,
-            format!("missing required scope {}", missing.join(" ")),
+            match requirements.scope_match {
+                ScopeMatch::All => format!("missing required scope {}", missing.join(" ")),
+                ScopeMatch::Any => format!("has none of the scopes {}", missing.join(" ")),
+            },
         ))
     }
 }

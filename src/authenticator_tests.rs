@@ -3,7 +3,8 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::config::{JwksSource, Provider};
+use crate::config::{JwksSource, Provider, ScopeMatch};
+use crate::route::RouteRequirements;
 use crate::test_support::{key_set, FixedKeys, TestKey};
 
 const NOW: i64 = 1_800_000_000;
@@ -21,6 +22,11 @@ fn config(required_scopes: &[&str]) -> FilterConfig {
         required_scopes: required_scopes.iter().map(|s| (*s).to_owned()).collect(),
         clock_skew_seconds: 60,
         keep_token: false,
+        scope_match: ScopeMatch::All,
+        scope_claims: vec!["scope".to_owned(), "scp".to_owned()],
+        rules: Vec::new(),
+        bypass_cors_preflight: true,
+        upstream: Default::default(),
     }
 }
 
@@ -411,4 +417,59 @@ fn known_kid_with_bad_signature_does_not_refetch() {
     let keys = RefetchingKeys(key_set(&[&trusted]));
     let verdict = authenticate(&config(&[]), &keys, RequestAuth { authorization: &values, now_seconds: NOW });
     assert_eq!(reason(&verdict), Some(Reason::SignatureInvalid));
+}
+
+fn run_with(config: &FilterConfig, key: &TestKey, claims: &Value, route: &RouteRequirements) -> Verdict {
+    let values = [format!("Bearer {}", key.mint(claims))];
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let request = RequestAuth { authorization: &values, now_seconds: NOW };
+    let requirements = Requirements::for_route(config, Some(route));
+    authenticate_with(config, &FixedKeys::ready(key_set(&[key])), request, &requirements)
+}
+
+#[test]
+fn route_scopes_replace_top_level_scopes() {
+    let key = TestKey::es256("k1");
+    let route = RouteRequirements { required_scopes: Some(vec!["model.list".to_owned()]), ..Default::default() };
+    let claims = with(good_claims(), "scope", json!("model.list"));
+    assert!(matches!(run_with(&config(&["model.invoke"]), &key, &claims, &route), Verdict::Allow(_)));
+}
+
+#[test]
+fn scope_match_any_needs_one_scope() {
+    let key = TestKey::es256("k1");
+    let required = Some(vec!["model.invoke".to_owned(), "model.admin".to_owned()]);
+    let any = RouteRequirements { required_scopes: required.clone(), scope_match: Some(ScopeMatch::Any), ..Default::default() };
+    let all = RouteRequirements { required_scopes: required, ..Default::default() };
+    let claims = with(good_claims(), "scope", json!("model.invoke"));
+    assert!(matches!(run_with(&config(&[]), &key, &claims, &any), Verdict::Allow(_)));
+    assert_eq!(reason(&run_with(&config(&[]), &key, &claims, &all)), Some(Reason::ScopeInsufficient));
+    let none = with(good_claims(), "scope", json!("model.list"));
+    assert_eq!(reason(&run_with(&config(&[]), &key, &none, &any)), Some(Reason::ScopeInsufficient));
+}
+
+#[test]
+fn identifier_scope_counts_for_its_audience_only() {
+    let key = TestKey::es256("k1");
+    let route = RouteRequirements::default();
+    let own = with(good_claims(), "scope", json!(format!("{AUDIENCE}|model.invoke")));
+    assert!(matches!(run_with(&config(&["model.invoke"]), &key, &own, &route), Verdict::Allow(_)));
+    let foreign = with(good_claims(), "scope", json!("api://other|model.invoke"));
+    assert_eq!(reason(&run_with(&config(&["model.invoke"]), &key, &foreign, &route)), Some(Reason::ScopeInsufficient));
+}
+
+#[test]
+fn route_audiences_replace_provider_audiences() {
+    let key = TestKey::es256("k1");
+    let route = RouteRequirements { audiences: Some(vec!["api://billing".to_owned()]), ..Default::default() };
+    assert_eq!(reason(&run_with(&config(&[]), &key, &good_claims(), &route)), Some(Reason::AudienceNotAllowed));
+    let billing = with(good_claims(), "aud", json!("api://billing"));
+    assert!(matches!(run_with(&config(&[]), &key, &billing, &route), Verdict::Allow(_)));
+}
+
+#[test]
+fn provider_not_allowed_on_route_is_rejected() {
+    let key = TestKey::es256("k1");
+    let route = RouteRequirements { providers: Some(vec![1]), ..Default::default() };
+    assert_eq!(reason(&run_with(&config(&[]), &key, &good_claims(), &route)), Some(Reason::IssuerUnknown));
 }

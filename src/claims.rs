@@ -84,11 +84,12 @@ pub fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, Rejection> {
 /// a space-delimited string, as IDaaS issues it) and `scp` (an array, as some IdPs issue it).
 pub const SCOPE_CLAIMS: [&str; 2] = ["scope", "scp"];
 
-/// Collects scope values from every scope claim. Each claim may be a space-delimited string
-/// or an array of strings; an array entry must be one non-empty value without spaces.
-pub fn scopes(claims: &Map<String, Value>) -> Result<Vec<&str>, Rejection> {
+/// Collects scope values from the claims named in `claim_names`, in order. Each claim may be a
+/// space-delimited string or an array of strings; an array entry must be one non-empty value
+/// without spaces.
+pub fn scopes<'a, S: AsRef<str>>(claims: &'a Map<String, Value>, claim_names: &[S]) -> Result<Vec<&'a str>, Rejection> {
     let mut values = Vec::new();
-    for name in SCOPE_CLAIMS {
+    for name in claim_names.iter().map(AsRef::as_ref) {
         match claims.get(name) {
             None => {}
             Some(Value::String(text)) => values.extend(text.split_ascii_whitespace()),
@@ -199,20 +200,26 @@ mod tests {
     #[test]
     fn scope_string_is_split_on_spaces() {
         let map = claims(json!({"scope": " model.invoke  model.list "}));
-        assert_eq!(scopes(&map).unwrap(), vec!["model.invoke", "model.list"]);
+        assert_eq!(scopes(&map, &SCOPE_CLAIMS).unwrap(), vec!["model.invoke", "model.list"]);
     }
 
     #[test]
     fn scp_array_is_read() {
         let map = claims(json!({"scp": ["model.invoke", "model.list"]}));
-        assert_eq!(scopes(&map).unwrap(), vec!["model.invoke", "model.list"]);
+        assert_eq!(scopes(&map, &SCOPE_CLAIMS).unwrap(), vec!["model.invoke", "model.list"]);
+    }
+
+    #[test]
+    fn configured_scope_claims_are_read_in_order() {
+        let map = claims(json!({"scope": "a", "permissions": ["b"], "scp": ["c"]}));
+        assert_eq!(scopes(&map, &["permissions", "scope"]).unwrap(), vec!["b", "a"]);
     }
 
     #[test]
     fn scope_of_wrong_type_is_invalid() {
         for scope in [json!(1), json!({"a": "b"}), json!([1]), json!(["a b"]), json!([""]), json!(true)] {
             let map = claims(json!({ "scope": scope }));
-            assert_eq!(scopes(&map).unwrap_err().reason, Reason::ClaimInvalid, "{scope}");
+            assert_eq!(scopes(&map, &SCOPE_CLAIMS).unwrap_err().reason, Reason::ClaimInvalid, "{scope}");
         }
     }
 }

@@ -9,6 +9,8 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::jwks::{self, KeySet, SkippedKey};
+use crate::route::{self, RouteRule};
+use crate::upstream::{self, UpstreamHeaders};
 
 /// Default for `clock_skew_seconds`, the tolerance applied to `exp`, `nbf` and `iat`.
 pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
@@ -46,6 +48,35 @@ pub struct FilterConfig {
     pub clock_skew_seconds: u64,
     /// Whether the verified `Authorization` header is passed to the upstream (default false).
     pub keep_token: bool,
+    /// Whether a token needs all of `required_scopes` or any one of them.
+    pub scope_match: ScopeMatch,
+    /// Claims that carry scope values, read in order (default `scope`, then `scp`).
+    pub scope_claims: Vec<String>,
+    /// Per-route requirements; the first matching rule applies.
+    pub rules: Vec<RouteRule>,
+    /// Whether CORS preflight requests (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`) pass without a token (default true).
+    pub bypass_cors_preflight: bool,
+    /// What the filter adds to an admitted request for the upstream.
+    pub upstream: UpstreamHeaders,
+}
+
+/// Whether a token needs all or any of the required scopes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ScopeMatch {
+    #[default]
+    All,
+    Any,
+}
+
+impl ScopeMatch {
+    pub(crate) fn parse(value: &Value, field: &str) -> Result<ScopeMatch, ConfigError> {
+        match value.as_str() {
+            Some("all") => Ok(ScopeMatch::All),
+            Some("any") => Ok(ScopeMatch::Any),
+            _ => Err(error(field, format!("must be \"all\" or \"any\", got {value}"))),
+        }
+    }
 }
 
 /// One trusted issuer and where its keys come from.
@@ -141,22 +172,30 @@ pub struct ParsedConfig {
     pub skipped_keys: Vec<(String, SkippedKey)>,
 }
 
-/// Parses and validates the plugin configuration.
-pub fn parse_config(bytes: &[u8]) -> Result<ParsedConfig, ConfigError> {
-    let root = match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => return Err(error("", "configuration must be a JSON object")),
-        Err(parse_error) => {
-            return Err(error(
-                "",
-                format!("configuration is not valid JSON: {parse_error}"),
-            ))
-        }
-    };
+/// Looks up a Wasm VM environment variable (for `${NAME}` in `upstream_authorization`).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// Parses and validates a plugin configuration without Higress `_rules_`, reading
+/// `${NAME}` references from the process environment.
+pub fn parse_config(bytes: &[u8]) -> Result<ParsedConfig, ConfigError> {
+    let root = parse_root(bytes)?;
+    parse_filter_config(&root, &|name| std::env::var(name).ok())
+}
+
+/// Parses the configuration text into its top-level JSON object.
+pub fn parse_root(bytes: &[u8]) -> Result<Map<String, Value>, ConfigError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(error("", "configuration must be a JSON object")),
+        Err(parse_error) => Err(error("", format!("configuration is not valid JSON: {parse_error}"))),
+    }
+}
+
+/// Parses and validates one filter configuration object.
+pub fn parse_filter_config(root: &Map<String, Value>, env: EnvLookup<'_>) -> Result<ParsedConfig, ConfigError> {
     let mut unknown_fields = Vec::new();
     let mut skipped_keys = Vec::new();
-    let mut reader = ObjectReader::new(&root, String::new());
+    let mut reader = ObjectReader::new(root, String::new());
 
     let providers = match reader.get("providers") {
         Some(Value::Array(items)) if !items.is_empty() => {
@@ -186,11 +225,28 @@ pub fn parse_config(bytes: &[u8]) -> Result<ParsedConfig, ConfigError> {
         None => DEFAULT_CLOCK_SKEW_SECONDS,
         Some(value) => bounded_u64(value, "clock_skew_seconds", "seconds", 0, MAX_CLOCK_SKEW_SECONDS)?,
     };
-    let keep_token = match reader.get("keep_token") {
-        None => false,
-        Some(Value::Bool(flag)) => *flag,
-        Some(_) => return Err(error("keep_token", "must be true or false")),
+    let keep_token = boolean(reader.get("keep_token"), "keep_token", false)?;
+    let scope_match = match reader.get("scope_match") {
+        None => ScopeMatch::All,
+        Some(value) => ScopeMatch::parse(value, "scope_match")?,
     };
+    let scope_claims = match reader.get("scope_claims") {
+        None => crate::claims::SCOPE_CLAIMS.iter().map(|name| (*name).to_owned()).collect(),
+        Some(value) => {
+            let names = string_list(value, "scope_claims")?;
+            if names.is_empty() {
+                return Err(error("scope_claims", "must name at least one claim, or be left out"));
+            }
+            names
+        }
+    };
+    let provider_names: Vec<&str> = providers.iter().map(|provider| provider.name.as_str()).collect();
+    let rules = match reader.get("rules") {
+        None => Vec::new(),
+        Some(value) => route::parse_rules(value, &provider_names, &mut unknown_fields)?,
+    };
+    let bypass_cors_preflight = boolean(reader.get("bypass_cors_preflight"), "bypass_cors_preflight", true)?;
+    let upstream = upstream::parse_upstream_headers(&mut reader, env, &mut unknown_fields)?;
     reader.collect_unknown(&mut unknown_fields);
 
     Ok(ParsedConfig {
@@ -199,6 +255,11 @@ pub fn parse_config(bytes: &[u8]) -> Result<ParsedConfig, ConfigError> {
             required_scopes,
             clock_skew_seconds,
             keep_token,
+            scope_match,
+            scope_claims,
+            rules,
+            bypass_cors_preflight,
+            upstream,
         },
         unknown_fields,
         skipped_keys,
@@ -378,14 +439,14 @@ pub fn split_http_uri(uri: &str) -> Result<(String, String), String> {
 }
 
 /// Tracks which members of a JSON object were read, to report the rest as unknown.
-struct ObjectReader<'a> {
+pub(crate) struct ObjectReader<'a> {
     map: &'a Map<String, Value>,
-    path: String,
+    pub(crate) path: String,
     read: Vec<&'static str>,
 }
 
 impl<'a> ObjectReader<'a> {
-    fn new(map: &'a Map<String, Value>, path: String) -> Self {
+    pub(crate) fn new(map: &'a Map<String, Value>, path: String) -> Self {
         ObjectReader {
             map,
             path,
@@ -393,12 +454,12 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
-    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+    pub(crate) fn get(&mut self, key: &'static str) -> Option<&'a Value> {
         self.read.push(key);
         self.map.get(key)
     }
 
-    fn field(&self, key: &str) -> String {
+    pub(crate) fn field(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_owned()
         } else {
@@ -406,7 +467,7 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
-    fn collect_unknown(&self, unknown_fields: &mut Vec<String>) {
+    pub(crate) fn collect_unknown(&self, unknown_fields: &mut Vec<String>) {
         for key in self.map.keys() {
             if !self.read.contains(&key.as_str()) {
                 unknown_fields.push(self.field(key));
@@ -415,14 +476,14 @@ impl<'a> ObjectReader<'a> {
     }
 }
 
-fn error(field: &str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn error(field: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.to_owned(),
         message: message.into(),
     }
 }
 
-fn non_empty_string(value: Option<&Value>, field: &str, what: &str) -> Result<String, ConfigError> {
+pub(crate) fn non_empty_string(value: Option<&Value>, field: &str, what: &str) -> Result<String, ConfigError> {
     match value {
         Some(Value::String(text)) if !text.trim().is_empty() => Ok(text.clone()),
         Some(Value::String(_)) => Err(error(field, format!("must not be empty; expected {what}"))),
@@ -441,7 +502,27 @@ fn bounded_u64(value: &Value, field: &str, unit: &str, min: u64, max: u64) -> Re
     }
 }
 
-fn scope_list(value: &Value, field: &str) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn boolean(value: Option<&Value>, field: &str, default: bool) -> Result<bool, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(Value::Bool(flag)) => Ok(*flag),
+        Some(other) => Err(error(field, format!("must be true or false, got {other}"))),
+    }
+}
+
+/// Reads an array of non-empty strings.
+pub(crate) fn string_list(value: &Value, field: &str) -> Result<Vec<String>, ConfigError> {
+    let Value::Array(items) = value else {
+        return Err(error(field, format!("must be an array of strings, got {value}")));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| non_empty_string(Some(item), &format!("{field}[{index}]"), "a non-empty string"))
+        .collect()
+}
+
+pub(crate) fn scope_list(value: &Value, field: &str) -> Result<Vec<String>, ConfigError> {
     let Value::Array(items) = value else {
         return Err(error(field, "must be an array of scope strings"));
     };

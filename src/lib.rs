@@ -14,13 +14,16 @@ pub mod config;
 pub mod discovery;
 pub mod extractor;
 pub mod fetch_lease;
+pub mod higress;
 pub mod json;
 pub mod jwks;
 pub mod jwks_cache;
 pub mod jws;
 pub mod reason;
 pub mod response;
+pub mod route;
 pub mod signature;
+pub mod upstream;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -1,5 +1,6 @@
-//! The request context: authenticates each request and carries out the verdict. A request
-//! whose provider has no keys yet is paused here and finished later by `resume_waiting`.
+//! The request context: picks the configuration and route requirements for each request,
+//! authenticates it and carries out the verdict. A request whose keys are not there yet is
+//! paused here and finished later by `resume_waiting`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,13 +10,71 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use super::root::{now_ms, KeysAt, ProviderKeys, Shared, WaitingRequest, TICK_PERIOD_MS};
-use crate::authenticator::{self, Denial, RequestAuth, Verdict};
+use super::root::{now_ms, KeySource, KeysAt, Shared, TICK_PERIOD_MS};
+use crate::authenticator::{self, Denial, RequestAuth, Requirements, Verdict};
 use crate::config::{FilterConfig, JwksSource};
+use crate::extractor;
+use crate::higress::RequestRoute;
 use crate::jwks_cache::LOST_CALLBACK_GRACE_MS;
 use crate::reason::{Reason, Rejection};
 use crate::response;
+use crate::route::{self, RouteAction, RouteRequest};
+use crate::upstream;
 
+/// The request data the filter reads, taken from the headers once.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    authorization: Vec<String>,
+    authority: String,
+    path: String,
+    method: String,
+    request_id: String,
+    has_origin: bool,
+    has_preflight_method: bool,
+}
+
+impl RequestInfo {
+    fn from_headers(headers: Vec<(String, String)>) -> Self {
+        let mut info = RequestInfo::default();
+        for (name, value) in headers {
+            match name.to_ascii_lowercase().as_str() {
+                "authorization" => info.authorization.push(value),
+                ":authority" => info.authority = value,
+                ":path" => info.path = value,
+                ":method" => info.method = value,
+                "x-request-id" => info.request_id = value,
+                "origin" => info.has_origin = true,
+                "access-control-request-method" => info.has_preflight_method = true,
+                _ => {}
+            }
+        }
+        info
+    }
+
+    fn is_cors_preflight(&self) -> bool {
+        self.method.eq_ignore_ascii_case("OPTIONS") && self.has_origin && self.has_preflight_method
+    }
+}
+
+/// Which configuration and route rule a request falls under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Index into the plugin configurations (0 is the global one).
+    config_index: usize,
+    /// Index of the matching `rules` entry, if any.
+    rule_index: Option<usize>,
+}
+
+/// A request paused until its keys arrive or a refetch for its kid ends.
+pub struct WaitingRequest {
+    pub context_id: u32,
+    /// Key source the request waits for.
+    pub source_index: usize,
+    placement: Placement,
+    info: RequestInfo,
+    /// When the request is answered even if the fetch has not ended.
+    deadline_ms: u64,
+}
 
 pub struct FilterRequest {
     context_id: u32,
@@ -25,33 +84,6 @@ pub struct FilterRequest {
 impl FilterRequest {
     pub fn new(context_id: u32, shared: Option<Rc<RefCell<Shared>>>) -> Self {
         FilterRequest { context_id, shared }
-    }
-}
-
-/// The request data the filter reads, taken from the headers once.
-struct RequestInfo {
-    authorization: Vec<String>,
-    authority: String,
-    request_id: String,
-}
-
-impl RequestInfo {
-    fn from_headers(headers: Vec<(String, String)>) -> Self {
-        let mut info = RequestInfo {
-            authorization: Vec::new(),
-            authority: String::new(),
-            request_id: String::new(),
-        };
-        for (name, value) in headers {
-            if name.eq_ignore_ascii_case("authorization") {
-                info.authorization.push(value);
-            } else if name == ":authority" {
-                info.authority = value;
-            } else if name.eq_ignore_ascii_case("x-request-id") {
-                info.request_id = value;
-            }
-        }
-        info
     }
 }
 
@@ -71,77 +103,166 @@ impl HttpContext for FilterRequest {
         let Some(shared_cell) = self.shared.clone() else {
             // on_configure failed, so the proxy should not run this filter; fail closed anyway.
             error!("request rejected: the filter has no valid configuration");
-            return send_unavailable(&RequestInfo::from_headers(Vec::new()));
+            return send_unavailable(&RequestInfo::default());
         };
 
         let info = match hostcalls::get_map(MapType::HttpRequestHeaders) {
             Ok(headers) => RequestInfo::from_headers(headers),
             Err(status) => {
                 error!("request rejected: request headers could not be read ({status:?})");
-                return send_unavailable(&RequestInfo::from_headers(Vec::new()));
+                return send_unavailable(&RequestInfo::default());
             }
         };
 
-        let now_ms = now_ms();
-        let (verdict, config) = {
-            let Ok(shared) = shared_cell.try_borrow() else {
-                return send_unavailable(&info);
-            };
-            (authenticate(&shared, &info.authorization, now_ms), Rc::clone(&shared.config))
-        };
-
-        if let Verdict::WaitForKeys { provider_index, kid, wait_until_ms } = &verdict {
-            let deadline_ms = wait_until_ms.unwrap_or_else(|| refetch_deadline_ms(&config, *provider_index, now_ms));
-            if hold(&shared_cell, self.context_id, *provider_index, kid.as_deref(), deadline_ms, &info) {
-                debug!(
-                    "request held: provider={} waiting for {} request_id={}",
-                    provider_name(&config, Some(*provider_index)),
-                    kid.as_deref().map_or("the first key set".to_owned(), |kid| format!("a refetch for kid {:?}", crate::jws::truncate(kid, 64))),
-                    info.request_id
-                );
-                return Action::Pause;
-            }
+        let Ok(shared) = shared_cell.try_borrow() else {
             return send_unavailable(&info);
+        };
+        let plugin = Rc::clone(&shared.plugin);
+        // Higress rules select by route and cluster name; read those properties only if needed.
+        let (route_name, cluster_name) = if plugin.rules.is_empty() {
+            (None, None)
+        } else {
+            (property(&["route_name"]), property(&["cluster_name"]))
+        };
+        let selected = plugin.select(&RequestRoute {
+            route_name: route_name.as_deref(),
+            cluster_name: cluster_name.as_deref(),
+            authority: &info.authority,
+        });
+        let Some((config_index, config)) = selected else {
+            debug!("request passes: no configuration applies to it request_id={}", info.request_id);
+            return Action::Continue;
+        };
+        let pass = handle(&shared, config_index, config, &info);
+        drop(shared);
+        self.finish(&shared_cell, pass, info)
+    }
+}
+
+/// The outcome of the first pass over a request.
+enum FirstPass {
+    Done(Action),
+    Hold { source_index: usize, placement: Placement, kid: Option<String>, deadline_ms: u64 },
+}
+
+impl FilterRequest {
+    fn finish(&self, shared_cell: &Rc<RefCell<Shared>>, pass: FirstPass, info: RequestInfo) -> Action {
+        match pass {
+            FirstPass::Done(action) => action,
+            FirstPass::Hold { source_index, placement, kid, deadline_ms } => {
+                if hold(shared_cell, self.context_id, source_index, placement, kid.as_deref(), deadline_ms, info) {
+                    Action::Pause
+                } else {
+                    send_unavailable(&RequestInfo::default())
+                }
+            }
         }
-        enforce(&config, verdict, &info)
     }
 }
 
-/// Registers a held request, and asks for a refetch when it waits for an unknown kid.
-fn hold(shared_cell: &Rc<RefCell<Shared>>, context_id: u32, provider_index: usize, kid: Option<&str>, deadline_ms: u64, info: &RequestInfo) -> bool {
-    let Ok(mut shared) = shared_cell.try_borrow_mut() else {
-        return false;
+/// Strips protected headers, applies the CORS and route rules, and authenticates.
+fn handle(shared: &Shared, config_index: usize, config: &FilterConfig, info: &RequestInfo) -> FirstPass {
+    for name in config.upstream.protected_headers() {
+        if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None) {
+            error!("request rejected: incoming header {name} could not be removed ({status:?})");
+            return FirstPass::Done(send_unavailable(info));
+        }
+    }
+
+    if config.bypass_cors_preflight && info.is_cors_preflight() {
+        debug!("request passes: CORS preflight request_id={}", info.request_id);
+        return FirstPass::Done(Action::Continue);
+    }
+
+    let route_request = RouteRequest::new(&info.path, &info.method, &info.authority);
+    let rule_index = config.rules.iter().position(|rule| rule.matcher.matches(&route_request));
+    if let Some(RouteAction::Skip) = rule_index.and_then(|index| config.rules.get(index)).map(|rule| &rule.action) {
+        debug!("request passes: route rule {} skips validation request_id={}", rule_index.unwrap_or_default(), info.request_id);
+        return FirstPass::Done(Action::Continue);
+    }
+
+    let placement = Placement { config_index, rule_index };
+    let now_ms = now_ms();
+    let verdict = evaluate(shared, placement, &info.authorization, now_ms);
+    if let Verdict::WaitForKeys { provider_index, kid, wait_until_ms } = verdict {
+        let source_index = shared
+            .provider_sources
+            .get(config_index)
+            .and_then(|sources| sources.get(provider_index))
+            .copied()
+            .unwrap_or_default();
+        let deadline_ms = wait_until_ms.unwrap_or_else(|| refetch_deadline_ms(config, provider_index, now_ms));
+        debug!(
+            "request held: provider={} waiting for {} request_id={}",
+            provider_name(config, Some(provider_index)),
+            kid.as_deref()
+                .map_or("the first key set".to_owned(), |kid| format!("a refetch for kid {:?}", crate::jws::truncate(kid, 64))),
+            info.request_id
+        );
+        return FirstPass::Hold { source_index, placement, kid, deadline_ms };
+    }
+    FirstPass::Done(enforce(config, placement, verdict, info))
+}
+
+/// Runs the verification path for a request placed under a configuration and rule.
+fn evaluate(shared: &Shared, placement: Placement, authorization: &[String], now_ms: u64) -> Verdict {
+    let Some(config) = shared.plugin.get(placement.config_index) else {
+        return Verdict::Deny(unavailable_denial(None, "configuration index out of range"));
     };
-    if let (Some(kid), Some(ProviderKeys::Remote(remote))) = (kid, shared.keys.get_mut(provider_index)) {
-        remote.cache.request_kid_refetch(kid);
-    }
-    shared.waiting.push(WaitingRequest {
-        context_id,
-        provider_index,
-        authorization: info.authorization.clone(),
-        authority: info.authority.clone(),
-        request_id: info.request_id.clone(),
-        deadline_ms,
-    });
-    true
-}
-
-fn authenticate(shared: &Shared, authorization: &[String], now_ms: u64) -> Verdict {
     let values: Vec<&str> = authorization.iter().map(String::as_str).collect();
     let keys = KeysAt {
-        keys: &shared.keys,
+        sources: &shared.sources,
+        provider_sources: shared
+            .provider_sources
+            .get(placement.config_index)
+            .map_or(&[][..], Vec::as_slice),
         now_ms,
     };
     let request = RequestAuth {
         authorization: &values,
         now_seconds: i64::try_from(now_ms / 1000).unwrap_or(i64::MAX),
     };
-    authenticator::authenticate(&shared.config, &keys, request)
+    let requirements = Requirements::for_route(config, route_requirements(config, placement));
+    authenticator::authenticate_with(config, &keys, request, &requirements)
+}
+
+fn route_requirements(config: &FilterConfig, placement: Placement) -> Option<&route::RouteRequirements> {
+    match placement.rule_index.and_then(|index| config.rules.get(index)).map(|rule| &rule.action) {
+        Some(RouteAction::Require(requirements)) => Some(requirements),
+        _ => None,
+    }
+}
+
+/// Registers a held request, and asks for a refetch when it waits for an unknown kid.
+fn hold(
+    shared_cell: &Rc<RefCell<Shared>>,
+    context_id: u32,
+    source_index: usize,
+    placement: Placement,
+    kid: Option<&str>,
+    deadline_ms: u64,
+    info: RequestInfo,
+) -> bool {
+    let Ok(mut shared) = shared_cell.try_borrow_mut() else {
+        return false;
+    };
+    if let (Some(kid), Some(KeySource::Remote(remote))) = (kid, shared.sources.get_mut(source_index)) {
+        remote.cache.request_kid_refetch(kid);
+    }
+    shared.waiting.push(WaitingRequest {
+        context_id,
+        source_index,
+        placement,
+        info,
+        deadline_ms,
+    });
+    true
 }
 
 /// Carries out a final verdict on the current effective context and returns the action for
 /// the request. Every allowed or denied request leaves through here.
-fn enforce(config: &FilterConfig, verdict: Verdict, info: &RequestInfo) -> Action {
+fn enforce(config: &FilterConfig, placement: Placement, verdict: Verdict, info: &RequestInfo) -> Action {
+    let requirements = Requirements::for_route(config, route_requirements(config, placement));
     match verdict {
         Verdict::Allow(verified) => {
             let client = verified
@@ -157,16 +278,16 @@ fn enforce(config: &FilterConfig, verdict: Verdict, info: &RequestInfo) -> Actio
                 crate::jws::truncate(client, 64),
                 info.request_id
             );
-            if !config.keep_token {
-                if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, "authorization", None) {
-                    error!("request rejected: the Authorization header could not be removed ({status:?})");
-                    return send_unavailable(info);
+            match forward_to_upstream(config, &verified.claims, info) {
+                Ok(()) => Action::Continue,
+                Err(status) => {
+                    error!("request rejected: upstream headers could not be set ({status:?})");
+                    send_unavailable(info)
                 }
             }
-            Action::Continue
         }
         Verdict::Deny(denial) => {
-            send_denial(config, &denial, info);
+            send_denial(config, &requirements, &denial, info);
             Action::Pause
         }
         // A request still waiting at its deadline: its kid stayed unknown, or no key set came.
@@ -179,18 +300,49 @@ fn enforce(config: &FilterConfig, verdict: Verdict, info: &RequestInfo) -> Actio
                 provider_index: Some(provider_index),
                 retry_after_seconds: None,
             };
-            send_denial(config, &denial, info);
+            send_denial(config, &requirements, &denial, info);
             Action::Pause
         }
         Verdict::WaitForKeys { provider_index, kid: None, .. } => {
             let denial = unavailable_denial(Some(provider_index), "no key set arrived in time");
-            send_denial(config, &denial, info);
+            send_denial(config, &requirements, &denial, info);
             Action::Pause
         }
     }
 }
 
-fn send_denial(config: &FilterConfig, denial: &Denial, info: &RequestInfo) {
+/// Sets what an admitted request carries upstream: claim headers, the verified payload, and
+/// either the gateway's credential or no `Authorization` at all (unless `keep_token`).
+fn forward_to_upstream(
+    config: &FilterConfig,
+    claims: &serde_json::Map<String, serde_json::Value>,
+    info: &RequestInfo,
+) -> Result<(), proxy_wasm::types::Status> {
+    let settings = &config.upstream;
+    for entry in &settings.claims_to_headers {
+        match claims.get(&entry.claim).and_then(upstream::claim_header_value) {
+            Some(value) => hostcalls::set_map_value(MapType::HttpRequestHeaders, &entry.header, Some(&value))?,
+            None => debug!("claim {} is missing or not a string, number, boolean or string array; {} not set", entry.claim, entry.header),
+        }
+    }
+    if let Some(header) = &settings.forward_payload_header {
+        let values: Vec<&str> = info.authorization.iter().map(String::as_str).collect();
+        let payload = extractor::extract_bearer_token(&values)
+            .ok()
+            .and_then(|token| token.split('.').nth(1));
+        if let Some(payload) = payload {
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, header, Some(payload))?;
+        }
+    }
+    match &settings.authorization {
+        Some(credential) => hostcalls::set_map_value(MapType::HttpRequestHeaders, "authorization", Some(credential.expose()))?,
+        None if !config.keep_token => hostcalls::set_map_value(MapType::HttpRequestHeaders, "authorization", None)?,
+        None => {}
+    }
+    Ok(())
+}
+
+fn send_denial(config: &FilterConfig, requirements: &Requirements<'_>, denial: &Denial, info: &RequestInfo) {
     debug!(
         "request denied: reason={} provider={} detail={} request_id={}",
         denial.rejection.reason.code(),
@@ -198,7 +350,7 @@ fn send_denial(config: &FilterConfig, denial: &Denial, info: &RequestInfo) {
         denial.rejection.detail,
         info.request_id
     );
-    let reply = response::deny_response(denial, &info.authority, &config.required_scopes);
+    let reply = response::deny_response(denial, &info.authority, requirements.required_scopes);
     let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
     if let Err(status) = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())) {
         warn!("could not send the {} response ({status:?})", reply.status);
@@ -224,11 +376,11 @@ fn unavailable_denial(provider_index: Option<usize>, detail: &'static str) -> De
     }
 }
 
-/// Finishes held requests of `provider_index` (all held requests when `None`) now that its
+/// Finishes held requests of `source_index` (all held requests when `None`) now that its
 /// fetch has ended, successfully or not.
-pub fn resume_waiting(shared_cell: &Rc<RefCell<Shared>>, provider_index: Option<usize>, now_ms: u64) {
+pub fn resume_waiting(shared_cell: &Rc<RefCell<Shared>>, source_index: Option<usize>, now_ms: u64) {
     let ready = take_waiting(shared_cell, |waiting| {
-        provider_index.is_none_or(|index| index == waiting.provider_index)
+        source_index.is_none_or(|index| index == waiting.source_index)
     });
     finish_waiting(shared_cell, ready, now_ms, false);
 }
@@ -251,26 +403,24 @@ fn take_waiting(shared_cell: &Rc<RefCell<Shared>>, mut selected: impl FnMut(&Wai
 
 fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingRequest>, now_ms: u64, at_deadline: bool) {
     for waiting in requests {
-        let info = RequestInfo {
-            authorization: waiting.authorization,
-            authority: waiting.authority,
-            request_id: waiting.request_id,
-        };
-        let (verdict, config) = {
+        let (verdict, plugin) = {
             let Ok(shared) = shared_cell.try_borrow() else {
                 continue;
             };
-            (authenticate(&shared, &info.authorization, now_ms), Rc::clone(&shared.config))
+            (evaluate(&shared, waiting.placement, &waiting.info.authorization, now_ms), Rc::clone(&shared.plugin))
+        };
+        let Some(config) = plugin.get(waiting.placement.config_index) else {
+            continue;
         };
 
         // Keys that arrived may still lack the token's kid, which can then wait for a refetch.
         if let Verdict::WaitForKeys { provider_index, kid, wait_until_ms } = &verdict {
-            let deadline_ms = wait_until_ms.unwrap_or_else(|| refetch_deadline_ms(&config, *provider_index, now_ms));
-            if !at_deadline
-                && now_ms < deadline_ms
-                && hold(shared_cell, waiting.context_id, *provider_index, kid.as_deref(), deadline_ms, &info)
-            {
-                continue;
+            let deadline_ms = wait_until_ms.unwrap_or_else(|| refetch_deadline_ms(config, *provider_index, now_ms));
+            if !at_deadline && now_ms < deadline_ms {
+                let source_index = waiting.source_index;
+                if hold(shared_cell, waiting.context_id, source_index, waiting.placement, kid.as_deref(), deadline_ms, waiting.info.clone()) {
+                    continue;
+                }
             }
         }
 
@@ -278,7 +428,7 @@ fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingReques
         if hostcalls::set_effective_context(waiting.context_id).is_err() {
             continue;
         }
-        if enforce(&config, verdict, &info) == Action::Continue {
+        if enforce(config, waiting.placement, verdict, &waiting.info) == Action::Continue {
             if let Err(status) = hostcalls::resume_http_request() {
                 warn!("could not resume a held request ({status:?})");
             }
@@ -287,7 +437,7 @@ fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingReques
 }
 
 /// Returns how long a request may wait for a kid refetch: the fetch's timeout, the grace
-/// before a lost callback counts as failed, and one tick for another worker's result.
+/// before a lost callback counts as failed, and two ticks for another worker's result.
 fn refetch_deadline_ms(config: &FilterConfig, provider_index: usize, now_ms: u64) -> u64 {
     let timeout_ms = match config.providers.get(provider_index).map(|provider| &provider.jwks) {
         Some(JwksSource::Remote(remote)) => remote.timeout_ms,
@@ -303,4 +453,12 @@ fn provider_name(config: &FilterConfig, provider_index: Option<usize>) -> &str {
     provider_index
         .and_then(|index| config.providers.get(index))
         .map_or("-", |provider| provider.name.as_str())
+}
+
+/// Reads a host property as text; a property the host lacks is `None`, not an error.
+fn property(path: &[&str]) -> Option<String> {
+    match hostcalls::get_property(path.to_vec()) {
+        Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
+        _ => None,
+    }
 }

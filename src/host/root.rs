@@ -13,9 +13,10 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::logger;
-use super::request::{self, FilterRequest};
+use super::request::{self, FilterRequest, WaitingRequest};
 use crate::authenticator::{KeyAvailability, KeyStore};
-use crate::config::{self, FilterConfig, JwksSource, Provider, RemoteJwks};
+use crate::config::{FilterConfig, JwksSource, Provider, RemoteJwks};
+use crate::higress::{self, PluginConfig};
 use crate::discovery::{self, JwksLocation};
 use crate::fetch_lease::{self, Acquire, PublishedKeys, SharedData, SharedKeys};
 use crate::jwks::{self, KeySet};
@@ -25,8 +26,14 @@ use crate::jwks_cache::{self, FetchCause, FetchError, RemoteKeyCache, UnknownKid
 /// answers overdue requests.
 pub const TICK_PERIOD_MS: u64 = 250;
 
-/// A remote key set as one worker sees it.
-pub struct RemoteKeys {
+/// A remote key set as one worker sees it. Providers (in any configuration) that fetch from
+/// the same cluster and URI share one.
+pub struct RemoteSource {
+    /// Name of the first provider that uses it, for logs.
+    name: String,
+    /// Issuer a discovery document must name.
+    issuer: String,
+    remote: RemoteJwks,
     pub cache: RemoteKeyCache,
     shared_keys: SharedKeys,
     /// CAS token of the published key set this worker last adopted.
@@ -35,10 +42,10 @@ pub struct RemoteKeys {
     location: Option<JwksLocation>,
 }
 
-/// Keys of one provider as this worker holds them.
-pub enum ProviderKeys {
+/// Where a provider's keys come from, as this worker holds them.
+pub enum KeySource {
     Local(Rc<KeySet>),
-    Remote(Box<RemoteKeys>),
+    Remote(Box<RemoteSource>),
 }
 
 /// What an in-flight HTTP call fetches.
@@ -48,39 +55,40 @@ enum FetchKind {
     Jwks,
 }
 
-/// A request paused until its provider's keys arrive or a refetch for its kid ends.
-pub struct WaitingRequest {
-    pub context_id: u32,
-    pub provider_index: usize,
-    pub authorization: Vec<String>,
-    pub authority: String,
-    pub request_id: String,
-    /// When the request is answered even if the fetch has not ended.
-    pub deadline_ms: u64,
-}
-
 /// State shared by the root context and every request context of one worker VM.
 pub struct Shared {
-    pub config: Rc<FilterConfig>,
-    pub keys: Vec<ProviderKeys>,
+    pub plugin: Rc<PluginConfig>,
+    pub sources: Vec<KeySource>,
+    /// For each configuration index (see `PluginConfig::select`), the key source index of each
+    /// of its providers.
+    pub provider_sources: Vec<Vec<usize>>,
     pub waiting: Vec<WaitingRequest>,
-    /// HTTP calls in flight: call token to provider index and what it fetches.
+    /// HTTP calls in flight: call token to source index and what it fetches.
     in_flight: HashMap<u32, (usize, FetchKind)>,
     /// This VM's id in fetch leases.
     worker_id: String,
 }
 
-/// The key store as seen at one instant.
+/// The key store of one configuration as seen at one instant.
 pub struct KeysAt<'a> {
-    pub keys: &'a [ProviderKeys],
+    pub sources: &'a [KeySource],
+    pub provider_sources: &'a [usize],
     pub now_ms: u64,
+}
+
+impl KeysAt<'_> {
+    fn source(&self, provider_index: usize) -> Option<&KeySource> {
+        self.provider_sources
+            .get(provider_index)
+            .and_then(|source_index| self.sources.get(*source_index))
+    }
 }
 
 impl KeyStore for KeysAt<'_> {
     fn keys(&self, provider_index: usize) -> KeyAvailability {
-        match self.keys.get(provider_index) {
-            Some(ProviderKeys::Local(key_set)) => KeyAvailability::Ready(Rc::clone(key_set)),
-            Some(ProviderKeys::Remote(remote)) => remote.cache.availability(self.now_ms),
+        match self.source(provider_index) {
+            Some(KeySource::Local(key_set)) => KeyAvailability::Ready(Rc::clone(key_set)),
+            Some(KeySource::Remote(remote)) => remote.cache.availability(self.now_ms),
             None => KeyAvailability::Unavailable {
                 retry_after_seconds: 1,
             },
@@ -88,8 +96,8 @@ impl KeyStore for KeysAt<'_> {
     }
 
     fn unknown_kid(&self, provider_index: usize, kid: &str) -> UnknownKidDecision {
-        match self.keys.get(provider_index) {
-            Some(ProviderKeys::Remote(remote)) => remote.cache.unknown_kid(kid, self.now_ms),
+        match self.source(provider_index) {
+            Some(KeySource::Remote(remote)) => remote.cache.unknown_kid(kid, self.now_ms),
             _ => UnknownKidDecision::Reject,
         }
     }
@@ -141,7 +149,7 @@ impl FilterRoot {
                 return false;
             }
         };
-        let parsed = match config::parse_config(&bytes) {
+        let parsed = match higress::parse_plugin_config(&bytes, &|name| std::env::var(name).ok()) {
             Ok(parsed) => parsed,
             Err(config_error) => {
                 error!("invalid configuration: {config_error}");
@@ -157,29 +165,28 @@ impl FilterRoot {
         }
 
         let now_ms = now_ms();
-        let config = Rc::new(parsed.config);
-        let keys = config
-            .providers
-            .iter()
-            .map(|provider| match &provider.jwks {
-                JwksSource::Local(key_set) => ProviderKeys::Local(Rc::new(key_set.clone())),
-                JwksSource::Remote(remote) => ProviderKeys::Remote(Box::new(RemoteKeys {
-                    cache: RemoteKeyCache::new(
-                        remote.cache_settings(),
-                        now_ms,
-                        remote.bootstrap.clone().map(Rc::new),
-                    ),
-                    shared_keys: SharedKeys::for_source(&remote.cluster, &remote.uri),
-                    seen_cas: None,
-                    location: None,
-                })),
-            })
-            .collect();
-        info!("configured: {}", describe(&config));
+        let plugin = Rc::new(parsed.config);
+        let mut sources: Vec<KeySource> = Vec::new();
+        let mut provider_sources = vec![Vec::new(); plugin.rules.len() + 1];
+        for (config_index, config) in plugin.all() {
+            let indexes: Vec<usize> = config
+                .providers
+                .iter()
+                .map(|provider| source_for(&mut sources, provider, now_ms))
+                .collect();
+            if let Some(slot) = provider_sources.get_mut(config_index) {
+                *slot = indexes;
+            }
+        }
+        info!("configured: {}", describe(&plugin));
+        if plugin.global.is_none() {
+            warn!("no global providers: requests that match no _rules_ entry pass without a token");
+        }
 
         self.shared = Some(Rc::new(RefCell::new(Shared {
-            config,
-            keys,
+            plugin,
+            sources,
+            provider_sources,
             waiting: Vec::new(),
             in_flight: HashMap::new(),
             worker_id: format!("{:016x}", self.random_u64()),
@@ -198,20 +205,19 @@ impl FilterRoot {
             };
             let shared = &mut *shared;
             let mut store = HostSharedData;
-            for (index, provider) in shared.config.providers.iter().enumerate() {
-                let (JwksSource::Remote(remote_config), Some(ProviderKeys::Remote(remote))) =
-                    (&provider.jwks, shared.keys.get_mut(index))
-                else {
+            for (index, source) in shared.sources.iter_mut().enumerate() {
+                let KeySource::Remote(remote) = source else {
                     continue;
                 };
+                let remote = &mut **remote;
 
-                if adopt_published(provider, remote, &store, now_ms) {
+                if adopt_published(remote, &store, now_ms) {
                     changed.push(index);
                 }
 
                 if remote.cache.fetch_overdue(now_ms) {
-                    shared.in_flight.retain(|_, (provider_index, _)| *provider_index != index);
-                    fail_fetch(provider, remote_config, remote, &mut store, &shared.worker_id, now_ms, &FetchError::TimedOut);
+                    shared.in_flight.retain(|_, (source_index, _)| *source_index != index);
+                    fail_fetch(remote, &mut store, &shared.worker_id, now_ms, &FetchError::TimedOut);
                     changed.push(index);
                 }
 
@@ -221,19 +227,19 @@ impl FilterRoot {
                 let settings = *remote.cache.settings();
                 match fetch_lease::try_acquire(&mut store, &remote.shared_keys.lease, &shared.worker_id, now_ms, cause, &settings) {
                     Acquire::Acquired => {
-                        let kind = if remote_config.discovery && remote.location.is_none() {
+                        let kind = if remote.remote.discovery && remote.location.is_none() {
                             FetchKind::Discovery
                         } else {
                             FetchKind::Jwks
                         };
-                        debug!("provider {}: starting {cause} fetch of the {kind:?} document", provider.name);
-                        match dispatch_fetch(remote_config, remote.location.as_ref(), kind) {
+                        debug!("provider {}: starting {cause} fetch of the {kind:?} document", remote.name);
+                        match dispatch_fetch(&remote.remote, remote.location.as_ref(), kind) {
                             Ok(token) => {
                                 remote.cache.fetch_started(now_ms);
                                 shared.in_flight.insert(token, (index, kind));
                             }
                             Err(fetch_error) => {
-                                fail_fetch(provider, remote_config, remote, &mut store, &shared.worker_id, now_ms, &fetch_error);
+                                fail_fetch(remote, &mut store, &shared.worker_id, now_ms, &fetch_error);
                                 changed.push(index);
                             }
                         }
@@ -262,7 +268,7 @@ impl FilterRoot {
     fn finish_fetch(&self, shared_cell: &Rc<RefCell<Shared>>, token_id: u32, status: Option<u32>, body_size: usize, body: Option<Vec<u8>>, max_age: Option<u64>) {
         let now_ms = now_ms();
         let jitter_permille = self.random_u64() % 1001;
-        let provider_index = {
+        let source_index = {
             let Ok(mut shared) = shared_cell.try_borrow_mut() else {
                 return;
             };
@@ -270,35 +276,29 @@ impl FilterRoot {
             let Some((index, kind)) = shared.in_flight.remove(&token_id) else {
                 return;
             };
-            let Some(provider) = shared.config.providers.get(index) else {
+            let Some(KeySource::Remote(remote)) = shared.sources.get_mut(index) else {
                 return;
             };
-            let (JwksSource::Remote(remote_config), Some(ProviderKeys::Remote(remote))) =
-                (&provider.jwks, shared.keys.get_mut(index))
-            else {
-                return;
-            };
+            let remote = &mut **remote;
             let mut store = HostSharedData;
             let worker_id = shared.worker_id.clone();
 
             let checked = jwks_cache::check_fetch_response(status, body_size, body.as_deref());
             match kind {
-                FetchKind::Discovery => match checked.and_then(|document| discovery::parse_discovery(document, &provider.issuer)) {
+                FetchKind::Discovery => match checked.and_then(|document| discovery::parse_discovery(document, &remote.issuer)) {
                     Ok(location) => {
-                        info!("provider {}: discovery document names JWKS {}", provider.name, location.uri);
-                        let dispatched = dispatch_fetch(remote_config, Some(&location), FetchKind::Jwks);
+                        info!("provider {}: discovery document names JWKS {}", remote.name, location.uri);
+                        let dispatched = dispatch_fetch(&remote.remote, Some(&location), FetchKind::Jwks);
                         remote.location = Some(location);
                         match dispatched {
                             Ok(token) => {
                                 shared.in_flight.insert(token, (index, FetchKind::Jwks));
                                 return;
                             }
-                            Err(fetch_error) => {
-                                fail_fetch(provider, remote_config, remote, &mut store, &worker_id, now_ms, &fetch_error)
-                            }
+                            Err(fetch_error) => fail_fetch(remote, &mut store, &worker_id, now_ms, &fetch_error),
                         }
                     }
-                    Err(fetch_error) => fail_fetch(provider, remote_config, remote, &mut store, &worker_id, now_ms, &fetch_error),
+                    Err(fetch_error) => fail_fetch(remote, &mut store, &worker_id, now_ms, &fetch_error),
                 },
                 FetchKind::Jwks => {
                     let parsed = checked.and_then(|document| {
@@ -308,15 +308,15 @@ impl FilterRoot {
                     match parsed {
                         Ok((parsed, text)) => {
                             let fetched = FetchedKeys { parsed, text, max_age, jitter_permille };
-                            store_fetched(provider, remote_config, remote, &mut store, &worker_id, now_ms, fetched);
+                            store_fetched(remote, &mut store, &worker_id, now_ms, fetched);
                         }
-                        Err(fetch_error) => fail_fetch(provider, remote_config, remote, &mut store, &worker_id, now_ms, &fetch_error),
+                        Err(fetch_error) => fail_fetch(remote, &mut store, &worker_id, now_ms, &fetch_error),
                     }
                 }
             }
             index
         };
-        request::resume_waiting(shared_cell, Some(provider_index), now_ms);
+        request::resume_waiting(shared_cell, Some(source_index), now_ms);
     }
 }
 
@@ -385,7 +385,7 @@ impl RootContext for FilterRoot {
 
 /// Adopts the key set another worker published, if it is newer than the local one. Returns
 /// whether the local keys changed.
-fn adopt_published(provider: &Provider, remote: &mut RemoteKeys, store: &HostSharedData, now_ms: u64) -> bool {
+fn adopt_published(remote: &mut RemoteSource, store: &HostSharedData, now_ms: u64) -> bool {
     if let Some((lease, _)) = fetch_lease::read_lease(store, &remote.shared_keys.lease) {
         if lease.last_kid_refetch_ms != 0 {
             remote.cache.note_kid_refetch(lease.last_kid_refetch_ms);
@@ -401,7 +401,7 @@ fn adopt_published(provider: &Provider, remote: &mut RemoteKeys, store: &HostSha
     let parsed = match jwks::parse_jwks(published.jwks.as_bytes()) {
         Ok(parsed) => parsed,
         Err(jwks_error) => {
-            warn!("provider {}: ignoring the key set another worker published: {jwks_error}", provider.name);
+            warn!("provider {}: ignoring the key set another worker published: {jwks_error}", remote.name);
             return false;
         }
     };
@@ -414,7 +414,7 @@ fn adopt_published(provider: &Provider, remote: &mut RemoteKeys, store: &HostSha
     let missing = remote.cache.adopt(now_ms, record);
     debug!(
         "provider {}: adopted {} keys fetched by another worker{}",
-        provider.name,
+        remote.name,
         remote.cache.key_count(),
         describe_missing(&missing)
     );
@@ -432,9 +432,7 @@ struct FetchedKeys {
 
 /// Stores a fetched key set locally, publishes it and releases the lease.
 fn store_fetched(
-    provider: &Provider,
-    remote_config: &RemoteJwks,
-    remote: &mut RemoteKeys,
+    remote: &mut RemoteSource,
     store: &mut HostSharedData,
     worker_id: &str,
     now_ms: u64,
@@ -442,7 +440,7 @@ fn store_fetched(
 ) {
     let FetchedKeys { parsed, text, max_age, jitter_permille } = fetched;
     for skipped in &parsed.skipped {
-        warn!("provider {}: JWKS from {}: skipping {skipped}", provider.name, remote_config.uri);
+        warn!("provider {}: JWKS from {}: skipping {skipped}", remote.name, remote.remote.uri);
     }
     let key_count = parsed.key_set.keys.len();
     let record = remote.cache.new_record(now_ms, parsed.key_set, max_age, jitter_permille);
@@ -458,22 +456,20 @@ fn store_fetched(
     if fetch_lease::publish(store, &remote.shared_keys.published, &published) {
         remote.seen_cas = store.get(&remote.shared_keys.published).map(|(_, cas)| cas);
     } else {
-        warn!("provider {}: could not publish the key set to the other workers", provider.name);
+        warn!("provider {}: could not publish the key set to the other workers", remote.name);
     }
     fetch_lease::release(store, &remote.shared_keys.lease, worker_id, now_ms, true);
     info!(
         "provider {}: loaded {key_count} keys from {} ({} skipped); TTL {ttl_seconds} s, refresh in {refresh_seconds} s{}",
-        provider.name,
-        remote_config.uri,
+        remote.name,
+        remote.remote.uri,
         parsed.skipped.len(),
         describe_missing(&missing)
     );
 }
 
 fn fail_fetch(
-    provider: &Provider,
-    remote_config: &RemoteJwks,
-    remote: &mut RemoteKeys,
+    remote: &mut RemoteSource,
     store: &mut HostSharedData,
     worker_id: &str,
     now_ms: u64,
@@ -487,7 +483,7 @@ fn fail_fetch(
     };
     let message = format!(
         "provider {}: fetch from {} via cluster {} failed: {fetch_error}; {keeping}; next attempt in {retry_ms} ms",
-        provider.name, remote_config.uri, remote_config.cluster
+        remote.name, remote.remote.uri, remote.remote.cluster
     );
     if matches!(fetch_error, FetchError::Discovery(_)) {
         error!("{message}");
@@ -526,7 +522,47 @@ fn describe_missing(missing: &[String]) -> String {
     }
 }
 
-fn describe(config: &FilterConfig) -> String {
+/// Returns the key source index for a provider, sharing one remote source among providers
+/// that fetch the same cluster and URI.
+fn source_for(sources: &mut Vec<KeySource>, provider: &Provider, now_ms: u64) -> usize {
+    match &provider.jwks {
+        JwksSource::Local(key_set) => {
+            sources.push(KeySource::Local(Rc::new(key_set.clone())));
+        }
+        JwksSource::Remote(remote) => {
+            let existing = sources.iter().position(|source| {
+                matches!(source, KeySource::Remote(known)
+                    if known.remote.cluster == remote.cluster && known.remote.uri == remote.uri && known.remote.discovery == remote.discovery)
+            });
+            if let Some(index) = existing {
+                return index;
+            }
+            sources.push(KeySource::Remote(Box::new(RemoteSource {
+                name: provider.name.clone(),
+                issuer: provider.issuer.clone(),
+                remote: remote.clone(),
+                cache: RemoteKeyCache::new(remote.cache_settings(), now_ms, remote.bootstrap.clone().map(Rc::new)),
+                shared_keys: SharedKeys::for_source(&remote.cluster, &remote.uri),
+                seen_cas: None,
+                location: None,
+            })));
+        }
+    }
+    sources.len() - 1
+}
+
+fn describe(plugin: &PluginConfig) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(global) = &plugin.global {
+        parts.push(describe_config(global));
+    }
+    for (index, rule) in plugin.rules.iter().enumerate() {
+        parts.push(format!("_rules_[{index}]: {}", describe_config(&rule.config)));
+    }
+    parts.join(" | ")
+}
+
+fn describe_config(config: &FilterConfig) -> String {
     let providers: Vec<String> = config
         .providers
         .iter()
@@ -552,12 +588,16 @@ fn describe(config: &FilterConfig) -> String {
             )
         })
         .collect();
+    // upstream_authorization is a secret: only whether it is set is logged.
     format!(
-        "{}; required_scopes [{}]; clock_skew_seconds {}; keep_token {}",
+        "{}; required_scopes [{}] ({:?}); {} rules; clock_skew_seconds {}; keep_token {}; upstream_authorization {}",
         providers.join("; "),
         config.required_scopes.join(" "),
+        config.scope_match,
+        config.rules.len(),
         config.clock_skew_seconds,
-        config.keep_token
+        config.keep_token,
+        if config.upstream.authorization.is_some() { "set" } else { "not set" }
     )
 }
 

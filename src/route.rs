@@ -1,0 +1,364 @@
+//! Per-route requirements: an ordered list of rules, the first match decides. A rule matches
+//! on any combination of path prefix, exact path, regex, methods and hosts (all given
+//! conditions must hold) and either skips validation or overrides what a token must carry.
+//! A request that matches no rule gets the top-level requirements: secure by default.
+
+use serde_json::Value;
+
+use crate::config::{error, non_empty_string, string_list, ConfigError, ObjectReader, ScopeMatch};
+
+/// The request attributes rules match on.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRequest<'a> {
+    /// `:path` without the query string.
+    pub path: &'a str,
+    pub method: &'a str,
+    /// `:authority` without the port.
+    pub host: &'a str,
+}
+
+impl<'a> RouteRequest<'a> {
+    /// Builds the match attributes from raw `:path`, `:method` and `:authority` values.
+    pub fn new(path: &'a str, method: &'a str, authority: &'a str) -> Self {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        RouteRequest {
+            path,
+            method,
+            host: strip_port(authority),
+        }
+    }
+}
+
+/// Removes a `:port` suffix from an authority, keeping bracketed IPv6 literals whole.
+pub fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => authority.get(..=end).unwrap_or(authority),
+            None => authority,
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+/// A host pattern: exact (case-insensitive), `*.suffix`, `prefix.*`, or `*` for any host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern(String);
+
+impl HostPattern {
+    pub fn new(pattern: &str) -> HostPattern {
+        HostPattern(pattern.to_ascii_lowercase())
+    }
+
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let pattern = self.0.as_str();
+        if pattern == "*" {
+            return true;
+        }
+        if let Some(suffix) = pattern.strip_prefix('*') {
+            return host.len() > suffix.len() && host.ends_with(suffix);
+        }
+        if let Some(prefix) = pattern.strip_suffix('*') {
+            return host.len() > prefix.len() && host.starts_with(prefix);
+        }
+        host == pattern
+    }
+}
+
+/// The conditions of one rule.
+#[derive(Debug, Clone, Default)]
+pub struct RouteMatch {
+    pub prefix: Option<String>,
+    pub path: Option<String>,
+    pub regex: Option<regex_lite::Regex>,
+    /// Upper-case method names; empty means any method.
+    pub methods: Vec<String>,
+    pub hosts: Vec<HostPattern>,
+}
+
+impl RouteMatch {
+    pub fn matches(&self, request: &RouteRequest<'_>) -> bool {
+        self.prefix.as_ref().is_none_or(|prefix| request.path.starts_with(prefix.as_str()))
+            && self.path.as_ref().is_none_or(|path| request.path == path)
+            && self.regex.as_ref().is_none_or(|regex| full_match(regex, request.path))
+            && (self.methods.is_empty() || self.methods.iter().any(|method| method.eq_ignore_ascii_case(request.method)))
+            && (self.hosts.is_empty() || self.hosts.iter().any(|host| host.matches(request.host)))
+    }
+}
+
+/// Returns whether `regex` matches all of `text`, as Envoy's `safe_regex` route match does.
+fn full_match(regex: &regex_lite::Regex, text: &str) -> bool {
+    regex.find(text).is_some_and(|found| found.start() == 0 && found.end() == text.len())
+}
+
+/// What a token must carry on a route; `None` fields keep the top-level value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteRequirements {
+    pub required_scopes: Option<Vec<String>>,
+    pub scope_match: Option<ScopeMatch>,
+    /// Accepted `aud` values in place of each provider's own audiences.
+    pub audiences: Option<Vec<String>>,
+    /// Indexes of the providers allowed on the route.
+    pub providers: Option<Vec<usize>>,
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    /// No token needed (for example a health check).
+    Skip,
+    Require(RouteRequirements),
+}
+
+/// One entry of `rules`.
+#[derive(Debug, Clone)]
+pub struct RouteRule {
+    pub matcher: RouteMatch,
+    pub action: RouteAction,
+}
+
+/// Returns the action of the first rule that matches, or `None`.
+pub fn select<'a>(rules: &'a [RouteRule], request: &RouteRequest<'_>) -> Option<&'a RouteAction> {
+    rules.iter().find(|rule| rule.matcher.matches(request)).map(|rule| &rule.action)
+}
+
+/// Parses `rules`; `provider_names` resolves each rule's `providers` to indexes.
+pub fn parse_rules(value: &Value, provider_names: &[&str], unknown_fields: &mut Vec<String>) -> Result<Vec<RouteRule>, ConfigError> {
+    let Value::Array(items) = value else {
+        return Err(error("rules", "must be an array of rule objects"));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| parse_rule(item, format!("rules[{index}]"), provider_names, unknown_fields))
+        .collect()
+}
+
+fn parse_rule(value: &Value, path: String, provider_names: &[&str], unknown_fields: &mut Vec<String>) -> Result<RouteRule, ConfigError> {
+    let Value::Object(map) = value else {
+        return Err(error(&path, "must be an object"));
+    };
+    let mut reader = ObjectReader::new(map, path);
+    let matcher = parse_match(&mut reader)?;
+
+    let skip = match reader.get("skip") {
+        None => false,
+        Some(Value::Bool(flag)) => *flag,
+        Some(_) => return Err(error(&reader.field("skip"), "must be true or false")),
+    };
+    let requirements = parse_requirements(&mut reader, provider_names)?;
+    let action = if skip {
+        if requirements != RouteRequirements::default() {
+            return Err(error(
+                &reader.field("skip"),
+                "a rule with skip: true cannot also set required_scopes, scope_match, audiences or providers",
+            ));
+        }
+        RouteAction::Skip
+    } else {
+        RouteAction::Require(requirements)
+    };
+    reader.collect_unknown(unknown_fields);
+    Ok(RouteRule { matcher, action })
+}
+
+fn parse_match(reader: &mut ObjectReader<'_>) -> Result<RouteMatch, ConfigError> {
+    let path_field = |reader: &ObjectReader<'_>, name: &str, value: &Value| -> Result<String, ConfigError> {
+        let text = non_empty_string(Some(value), &reader.field(name), "a path starting with /")?;
+        if !text.starts_with('/') {
+            return Err(error(&reader.field(name), format!("{text:?} must start with /")));
+        }
+        Ok(text)
+    };
+    let prefix = match reader.get("prefix") {
+        None => None,
+        Some(value) => Some(path_field(reader, "prefix", value)?),
+    };
+    let path = match reader.get("path") {
+        None => None,
+        Some(value) => Some(path_field(reader, "path", value)?),
+    };
+    let regex = match reader.get("regex") {
+        None => None,
+        Some(value) => {
+            let field = reader.field("regex");
+            let pattern = non_empty_string(Some(value), &field, "a regular expression over the path")?;
+            Some(regex_lite::Regex::new(&pattern).map_err(|regex_error| error(&field, format!("invalid regex: {regex_error}")))?)
+        }
+    };
+    let methods = match reader.get("methods") {
+        None => Vec::new(),
+        Some(value) => string_list(value, &reader.field("methods"))?
+            .into_iter()
+            .map(|method| method.to_ascii_uppercase())
+            .collect(),
+    };
+    let hosts = match reader.get("hosts") {
+        None => Vec::new(),
+        Some(value) => string_list(value, &reader.field("hosts"))?
+            .iter()
+            .map(|host| HostPattern::new(strip_port(host)))
+            .collect(),
+    };
+    Ok(RouteMatch {
+        prefix,
+        path,
+        regex,
+        methods,
+        hosts,
+    })
+}
+
+/// Parses the requirement overrides of a rule.
+fn parse_requirements(reader: &mut ObjectReader<'_>, provider_names: &[&str]) -> Result<RouteRequirements, ConfigError> {
+    let required_scopes = match reader.get("required_scopes") {
+        None => None,
+        Some(value) => Some(crate::config::scope_list(value, &reader.field("required_scopes"))?),
+    };
+    let scope_match = match reader.get("scope_match") {
+        None => None,
+        Some(value) => Some(ScopeMatch::parse(value, &reader.field("scope_match"))?),
+    };
+    let audiences = match reader.get("audiences") {
+        None => None,
+        Some(value) => {
+            let field = reader.field("audiences");
+            let audiences = string_list(value, &field)?;
+            if audiences.is_empty() {
+                return Err(error(&field, "must list at least one audience, or be left out"));
+            }
+            Some(audiences)
+        }
+    };
+    let providers = match reader.get("providers") {
+        None => None,
+        Some(value) => {
+            let field = reader.field("providers");
+            let names = string_list(value, &field)?;
+            if names.is_empty() {
+                return Err(error(&field, "must name at least one provider, or be left out"));
+            }
+            let mut indexes = Vec::with_capacity(names.len());
+            for name in &names {
+                let index = provider_names.iter().position(|known| known == name).ok_or_else(|| {
+                    error(&field, format!("no provider is named {name:?}; known: {}", provider_names.join(", ")))
+                })?;
+                indexes.push(index);
+            }
+            Some(indexes)
+        }
+    };
+    Ok(RouteRequirements {
+        required_scopes,
+        scope_match,
+        audiences,
+        providers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rules(value: Value) -> Vec<RouteRule> {
+        parse_rules(&value, &["idaas", "other"], &mut Vec::new()).unwrap()
+    }
+
+    fn rule_error(value: Value) -> ConfigError {
+        parse_rules(&value, &["idaas", "other"], &mut Vec::new()).unwrap_err()
+    }
+
+    fn action<'a>(rules: &'a [RouteRule], path: &str, method: &str, authority: &str) -> Option<&'a RouteAction> {
+        select(rules, &RouteRequest::new(path, method, authority))
+    }
+
+    #[test]
+    fn first_matching_rule_applies() {
+        let rules = rules(json!([
+            {"prefix": "/healthz", "skip": true},
+            {"prefix": "/", "required_scopes": ["model.invoke"]},
+        ]));
+        assert_eq!(action(&rules, "/healthz", "GET", "gw"), Some(&RouteAction::Skip));
+        assert!(matches!(action(&rules, "/v1/chat", "GET", "gw"), Some(RouteAction::Require(_))));
+    }
+
+    #[test]
+    fn unmatched_request_has_no_rule() {
+        let rules = rules(json!([{"path": "/healthz", "skip": true}]));
+        assert_eq!(action(&rules, "/healthz/x", "GET", "gw"), None);
+    }
+
+    #[test]
+    fn exact_path_ignores_query() {
+        let rules = rules(json!([{"path": "/healthz", "skip": true}]));
+        assert_eq!(action(&rules, "/healthz?verbose=1", "GET", "gw"), Some(&RouteAction::Skip));
+    }
+
+    #[test]
+    fn regex_must_match_the_whole_path() {
+        let rules = rules(json!([{"regex": "/v1/models/[a-z-]+", "skip": true}]));
+        assert_eq!(action(&rules, "/v1/models/qwen-plus", "GET", "gw"), Some(&RouteAction::Skip));
+        assert_eq!(action(&rules, "/x/v1/models/qwen-plus", "GET", "gw"), None);
+        assert_eq!(action(&rules, "/v1/models/qwen-plus/extra", "GET", "gw"), None);
+    }
+
+    #[test]
+    fn all_conditions_must_hold() {
+        let rules = rules(json!([{"prefix": "/v1/models", "methods": ["get"], "hosts": ["*.example.com"], "skip": true}]));
+        assert_eq!(action(&rules, "/v1/models", "GET", "api.example.com:8443"), Some(&RouteAction::Skip));
+        assert_eq!(action(&rules, "/v1/models", "POST", "api.example.com"), None);
+        assert_eq!(action(&rules, "/v1/models", "GET", "example.com"), None);
+        assert_eq!(action(&rules, "/v1/chat", "GET", "api.example.com"), None);
+    }
+
+    #[test]
+    fn host_patterns_match_exact_suffix_and_prefix() {
+        assert!(HostPattern::new("API.example.com").matches("api.EXAMPLE.com"));
+        assert!(HostPattern::new("*.example.com").matches("a.b.example.com"));
+        assert!(!HostPattern::new("*.example.com").matches("example.com"));
+        assert!(HostPattern::new("api.*").matches("api.internal"));
+        assert!(HostPattern::new("*").matches("anything"));
+    }
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("gw.example.com:10000"), "gw.example.com");
+        assert_eq!(strip_port("gw.example.com"), "gw.example.com");
+        assert_eq!(strip_port("[::1]:10000"), "[::1]");
+    }
+
+    #[test]
+    fn requirements_resolve_provider_names() {
+        let rules = rules(json!([{"prefix": "/", "providers": ["other"], "audiences": ["a"], "scope_match": "any"}]));
+        let RouteAction::Require(requirements) = &rules[0].action else { panic!() };
+        assert_eq!(requirements.providers, Some(vec![1]));
+        assert_eq!(requirements.audiences, Some(vec!["a".to_owned()]));
+        assert_eq!(requirements.scope_match, Some(ScopeMatch::Any));
+    }
+
+    #[test]
+    fn invalid_regex_names_rule_and_field() {
+        let error = rule_error(json!([{"prefix": "/"}, {"prefix": "/"}, {"regex": "("}]));
+        assert_eq!(error.field, "rules[2].regex");
+        assert!(error.message.starts_with("invalid regex"));
+    }
+
+    #[test]
+    fn unknown_provider_name_is_rejected() {
+        assert_eq!(rule_error(json!([{"providers": ["nope"]}])).field, "rules[0].providers");
+    }
+
+    #[test]
+    fn skip_with_requirements_is_rejected() {
+        assert_eq!(rule_error(json!([{"skip": true, "required_scopes": ["a"]}])).field, "rules[0].skip");
+    }
+
+    #[test]
+    fn relative_prefix_is_rejected() {
+        assert_eq!(rule_error(json!([{"prefix": "v1"}])).field, "rules[0].prefix");
+    }
+}
