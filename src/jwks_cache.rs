@@ -378,9 +378,12 @@ impl RemoteKeyCache {
         if matches!(self.state, FetchState::InFlight { .. }) || self.kid_refetch_requested {
             return UnknownKidDecision::Refetch;
         }
-        let throttled = self
-            .last_kid_refetch_ms
-            .is_some_and(|last| now_ms < last.saturating_add(self.settings.kid_refetch_min_interval_ms));
+        // A refetch inside the interval throttles only once its result is here: until another
+        // worker's refetch is adopted, the kid may be in it, so the request waits for it.
+        let throttled = self.last_kid_refetch_ms.is_some_and(|last| {
+            now_ms < last.saturating_add(self.settings.kid_refetch_min_interval_ms)
+                && self.record.as_ref().is_some_and(|record| record.fetched_at_ms >= last)
+        });
         if throttled {
             UnknownKidDecision::Reject
         } else {

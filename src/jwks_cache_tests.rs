@@ -229,8 +229,17 @@ fn refused_kid_refetch_rejects_kids_in_question() {
 fn kid_refetch_by_another_worker_counts_for_the_limit() {
     let mut cache = loaded(&["k1"]);
     cache.note_kid_refetch(10_000);
+    let record = cache.new_record(10_300, key_set(&["k1"]), None, 0);
+    cache.adopt(10_300, record);
     assert_eq!(cache.unknown_kid("y", 20_000), UnknownKidDecision::Reject);
     assert_eq!(cache.unknown_kid("y", 40_000), UnknownKidDecision::Refetch);
+}
+
+#[test]
+fn kid_waits_for_another_workers_refetch_in_flight() {
+    let mut cache = loaded(&["k1"]);
+    cache.note_kid_refetch(10_000);
+    assert_eq!(cache.unknown_kid("k2", 10_100), UnknownKidDecision::Refetch);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use super::root::{now_ms, KeySource, KeysAt, Shared, TICK_PERIOD_MS};
+use super::root::{adopt_missing_keys, now_ms, KeySource, KeysAt, Shared, TICK_PERIOD_MS};
 use crate::authenticator::{self, Denial, RequestAuth, Requirements, Verdict};
 use crate::config::{FilterConfig, JwksSource};
 use crate::extractor;
@@ -132,6 +132,25 @@ impl HttpContext for FilterRequest {
         let Some((config_index, config)) = selected else {
             debug!("request passes: no configuration applies to it request_id={}", info.request_id);
             return Action::Continue;
+        };
+        drop(shared);
+        let now_ms = now_ms();
+        let adopted = match shared_cell.try_borrow_mut() {
+            Ok(mut shared) => adopt_missing_keys(&mut shared, config_index, now_ms),
+            Err(_) => Vec::new(),
+        };
+        if !adopted.is_empty() {
+            for source_index in adopted {
+                resume_waiting(&shared_cell, Some(source_index), now_ms);
+            }
+            // Resuming held requests switched the effective context; switch back to this one.
+            if let Err(status) = hostcalls::set_effective_context(self.context_id) {
+                error!("request rejected: could not return to its context ({status:?})");
+                return Action::Pause;
+            }
+        }
+        let Ok(shared) = shared_cell.try_borrow() else {
+            return send_unavailable(&info);
         };
         let pass = handle(&shared, config_index, config, &info);
         drop(shared);

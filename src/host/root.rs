@@ -20,7 +20,7 @@ use crate::higress::{self, PluginConfig};
 use crate::discovery::{self, JwksLocation};
 use crate::fetch_lease::{self, Acquire, PublishedKeys, SharedData, SharedKeys};
 use crate::jwks::{self, KeySet};
-use crate::jwks_cache::{self, FetchCause, FetchError, RemoteKeyCache, UnknownKidDecision};
+use crate::jwks_cache::{self, FetchCause, FetchError, KeyState, RemoteKeyCache, UnknownKidDecision};
 
 /// How often the root context adopts keys fetched by other workers, starts due fetches and
 /// answers overdue requests.
@@ -360,9 +360,8 @@ impl RootContext for FilterRoot {
             error!("could not set the tick period ({status:?}); remote key sets would never refresh");
             return false;
         }
-        if let Some(shared) = self.shared.clone() {
-            self.drive_fetches(&shared);
-        }
+        // The first fetch waits for the first tick: during on_configure on the main thread
+        // Envoy's clusters are not ready yet, and a call sent then is lost without a callback.
         true
     }
 
@@ -381,6 +380,27 @@ impl RootContext for FilterRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// Adopts published key sets for the remote sources of configuration `config_index` that have
+/// no usable keys, so a worker does not answer 503 while another worker's keys wait for its
+/// next tick. Reads shared data only for sources without keys. Returns the indexes of the
+/// sources whose keys changed; their held requests must be resumed.
+pub fn adopt_missing_keys(shared: &mut Shared, config_index: usize, now_ms: u64) -> Vec<usize> {
+    let Some(indexes) = shared.provider_sources.get(config_index) else {
+        return Vec::new();
+    };
+    let mut changed = Vec::new();
+    for index in indexes {
+        if let Some(KeySource::Remote(remote)) = shared.sources.get_mut(*index) {
+            if matches!(remote.cache.key_state(now_ms), KeyState::Empty | KeyState::Expired)
+                && adopt_published(remote, &HostSharedData, now_ms)
+            {
+                changed.push(*index);
+            }
+        }
+    }
+    changed
 }
 
 /// Adopts the key set another worker published, if it is newer than the local one. Returns
