@@ -89,6 +89,7 @@ test-unit:
 
 test-e2e:
 	cargo test --test e2e
+	cargo test --test jwks_lifecycle
 
 clippy: deps-rust deps-clang
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy

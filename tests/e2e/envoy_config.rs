@@ -86,7 +86,7 @@ pub struct ListenerSpec {
     pub plugin_config: Value,
 }
 
-fn static_cluster(name: &str, port: u16) -> Value {
+pub fn static_cluster(name: &str, port: u16) -> Value {
     json!({
         "name": name,
         "type": "STATIC",
@@ -100,7 +100,8 @@ fn static_cluster(name: &str, port: u16) -> Value {
     })
 }
 
-fn listener(spec: &ListenerSpec, wasm_path: &Path) -> Value {
+/// Builds a listener that runs the filter with `spec.plugin_config`, then routes to `UPSTREAM_CLUSTER`.
+pub fn listener(spec: &ListenerSpec, wasm_path: &Path) -> Value {
     let wasm_filter = json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
