@@ -190,6 +190,16 @@ fn run_checks(
         .get(provider_index)
         .ok_or_else(|| Rejection::new(Reason::IssuerUnknown, "provider index out of range"))?;
 
+    if !provider.allowed_algorithms.contains(&header.alg) {
+        return Err(with_provider(Rejection::new(
+            Reason::AlgNotAllowed,
+            format!("alg {} is not in allowed_algorithms of provider {}", header.alg, provider.name),
+        )));
+    }
+    if let Some(required) = &provider.require_typ {
+        check_typ(&jws.header, required).map_err(with_provider)?;
+    }
+
     let key_set = match keys.keys(provider_index) {
         KeyAvailability::Ready(key_set) => key_set,
         KeyAvailability::Pending { wait_until_ms } => {
@@ -245,8 +255,13 @@ fn run_checks(
     }
 
     claims::check_time(&jws.claims, request.now_seconds, config.clock_skew_seconds).map_err(with_provider)?;
+    if let Some(max_seconds) = provider.max_token_lifetime_seconds {
+        check_lifetime(&jws.claims, max_seconds).map_err(with_provider)?;
+    }
     let audiences = requirements.audiences.unwrap_or(&provider.audiences);
     check_audience(&jws.claims, audiences).map_err(with_provider)?;
+    check_client(&jws.claims, "sub", provider.subjects.as_deref()).map_err(with_provider)?;
+    check_client(&jws.claims, "client_id", provider.client_ids.as_deref()).map_err(with_provider)?;
     check_scope(&jws.claims, requirements, audiences).map_err(with_provider)?;
 
     Ok(Verified {
@@ -278,6 +293,56 @@ fn select_provider(config: &FilterConfig, claims: &Map<String, Value>) -> Result
                 format!("iss {:?} matches no provider", jws::truncate(issuer, 128)),
             )
         })
+}
+
+/// Requires the header `typ` to equal `required`, ignoring case and an `application/` prefix
+/// (RFC 7515 section 4.1.9 allows the prefix to be left out).
+fn check_typ(header: &Map<String, Value>, required: &str) -> Result<(), Rejection> {
+    let normalize = |value: &str| {
+        let lower = value.to_ascii_lowercase();
+        lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
+    };
+    match header.get("typ") {
+        Some(Value::String(typ)) if normalize(typ) == normalize(required) => Ok(()),
+        Some(Value::String(typ)) => Err(Rejection::new(
+            Reason::TypeNotAllowed,
+            format!("typ {:?} is not {required:?}", jws::truncate(typ, 32)),
+        )),
+        Some(_) => Err(Rejection::new(Reason::TypeNotAllowed, "typ is not a string")),
+        None => Err(Rejection::new(Reason::TypeNotAllowed, format!("header has no typ; {required:?} is required"))),
+    }
+}
+
+/// Requires `exp - iat` to be at most `max_seconds`; a token without `iat` cannot show its
+/// lifetime and is rejected too.
+fn check_lifetime(claims: &Map<String, Value>, max_seconds: u64) -> Result<(), Rejection> {
+    let exp = claims::numeric_date(claims, "exp")?.unwrap_or_default();
+    let Some(iat) = claims::numeric_date(claims, "iat")? else {
+        return Err(Rejection::new(Reason::TokenLifetimeTooLong, "token has no iat, so its lifetime is unknown"));
+    };
+    let lifetime = exp.saturating_sub(iat);
+    if u64::try_from(lifetime).is_ok_and(|lifetime| lifetime <= max_seconds) || lifetime < 0 {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        Reason::TokenLifetimeTooLong,
+        format!("lifetime {lifetime} s exceeds max_token_lifetime_seconds {max_seconds}"),
+    ))
+}
+
+/// Requires the string claim `name` to be on `allowed`, when an allow-list is configured.
+fn check_client(claims: &Map<String, Value>, name: &str, allowed: Option<&[String]>) -> Result<(), Rejection> {
+    let Some(allowed) = allowed else {
+        return Ok(());
+    };
+    match claims.get(name).and_then(Value::as_str) {
+        Some(value) if allowed.iter().any(|entry| entry == value) => Ok(()),
+        Some(value) => Err(Rejection::new(
+            Reason::ClientNotAllowed,
+            format!("{name} {:?} is not on the provider's allow-list", jws::truncate(value, 64)),
+        )),
+        None => Err(Rejection::new(Reason::ClientNotAllowed, format!("token has no string {name} claim"))),
+    }
 }
 
 /// Requires that `aud` contains at least one of the provider's audiences.

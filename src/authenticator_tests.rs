@@ -18,6 +18,11 @@ fn config(required_scopes: &[&str]) -> FilterConfig {
             issuer: ISSUER.to_owned(),
             audiences: vec![AUDIENCE.to_owned()],
             jwks: JwksSource::Local(KeySet::default()),
+            allowed_algorithms: Algorithm::ALL.to_vec(),
+            require_typ: None,
+            max_token_lifetime_seconds: None,
+            subjects: None,
+            client_ids: None,
         }],
         required_scopes: required_scopes.iter().map(|s| (*s).to_owned()).collect(),
         clock_skew_seconds: 60,
@@ -472,4 +477,59 @@ fn provider_not_allowed_on_route_is_rejected() {
     let key = TestKey::es256("k1");
     let route = RouteRequirements { providers: Some(vec![1]), ..Default::default() };
     assert_eq!(reason(&run_with(&config(&[]), &key, &good_claims(), &route)), Some(Reason::IssuerUnknown));
+}
+
+fn reason_with_provider(edit: impl Fn(&mut Provider), key: &TestKey, token: &str) -> Option<Reason> {
+    let mut config = config(&[]);
+    edit(&mut config.providers[0]);
+    reason(&run(&config, &FixedKeys::ready(key_set(&[key])), &format!("Bearer {token}")))
+}
+
+#[test]
+fn algorithm_outside_allowed_algorithms_is_rejected() {
+    let key = TestKey::es256("k1");
+    let token = key.mint(&good_claims());
+    assert_eq!(reason_with_provider(|p| p.allowed_algorithms = vec![Algorithm::RS256], &key, &token), Some(Reason::AlgNotAllowed));
+    assert_eq!(reason_with_provider(|p| p.allowed_algorithms = vec![Algorithm::ES256], &key, &token), None);
+}
+
+#[test]
+fn required_typ_accepts_both_spellings() {
+    let key = TestKey::es256("k1");
+    let require = |p: &mut Provider| p.require_typ = Some("at+jwt".to_owned());
+    for typ in ["at+jwt", "application/at+jwt", "AT+JWT"] {
+        let token = key.mint_with_header(&json!({"alg": "ES256", "kid": "k1", "typ": typ}), &good_claims());
+        assert_eq!(reason_with_provider(require, &key, &token), None, "{typ}");
+    }
+}
+
+#[test]
+fn wrong_or_missing_typ_is_rejected() {
+    let key = TestKey::es256("k1");
+    let require = |p: &mut Provider| p.require_typ = Some("at+jwt".to_owned());
+    let jwt = key.mint_with_header(&json!({"alg": "ES256", "kid": "k1", "typ": "JWT"}), &good_claims());
+    assert_eq!(reason_with_provider(require, &key, &jwt), Some(Reason::TypeNotAllowed));
+    let untyped = key.mint_with_header(&json!({"alg": "ES256", "kid": "k1"}), &good_claims());
+    assert_eq!(reason_with_provider(require, &key, &untyped), Some(Reason::TypeNotAllowed));
+}
+
+#[test]
+fn long_lived_token_is_rejected() {
+    let key = TestKey::es256("k1");
+    let limit = |p: &mut Provider| p.max_token_lifetime_seconds = Some(3600);
+    let ok = key.mint(&with(good_claims(), "exp", json!(NOW - 10 + 3600)));
+    assert_eq!(reason_with_provider(limit, &key, &ok), None);
+    let long = key.mint(&with(good_claims(), "exp", json!(NOW - 10 + 3601)));
+    assert_eq!(reason_with_provider(limit, &key, &long), Some(Reason::TokenLifetimeTooLong));
+    let no_iat = key.mint(&without(good_claims(), "iat"));
+    assert_eq!(reason_with_provider(limit, &key, &no_iat), Some(Reason::TokenLifetimeTooLong));
+}
+
+#[test]
+fn client_outside_allow_list_is_rejected() {
+    let key = TestKey::es256("k1");
+    let token = key.mint(&good_claims());
+    assert_eq!(reason_with_provider(|p| p.client_ids = Some(vec!["app_other".to_owned()]), &key, &token), Some(Reason::ClientNotAllowed));
+    assert_eq!(reason_with_provider(|p| p.client_ids = Some(vec!["app_ci".to_owned()]), &key, &token), None);
+    assert_eq!(reason_with_provider(|p| p.subjects = Some(vec!["someone".to_owned()]), &key, &token), Some(Reason::ClientNotAllowed));
 }

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::algorithm::Algorithm;
 use crate::jwks::{self, KeySet, SkippedKey};
 use crate::route::{self, RouteRule};
 use crate::upstream::{self, UpstreamHeaders};
@@ -89,6 +90,18 @@ pub struct Provider {
     /// Accepted `aud` values (IDaaS console: Resource Server Identifier). Never empty.
     pub audiences: Vec<String>,
     pub jwks: JwksSource,
+    /// Signature algorithms accepted from this issuer (default: all supported ones).
+    /// Narrowing it to what the IdP uses (RS256 for IDaaS) removes algorithm confusion risk.
+    pub allowed_algorithms: Vec<Algorithm>,
+    /// Required header `typ`, compared case-insensitively with or without `application/`
+    /// (RFC 9068 section 2.1: `at+jwt` marks an access token, not an ID token).
+    pub require_typ: Option<String>,
+    /// Longest accepted `exp - iat`, in seconds; tokens must then carry `iat`.
+    pub max_token_lifetime_seconds: Option<u64>,
+    /// Accepted `sub` values; `None` accepts any.
+    pub subjects: Option<Vec<String>>,
+    /// Accepted `client_id` values; `None` accepts any.
+    pub client_ids: Option<Vec<String>>,
 }
 
 /// Where a provider's verification keys come from.
@@ -336,12 +349,60 @@ fn parse_provider(
         }
     };
 
+    let allowed_algorithms = match reader.get("allowed_algorithms") {
+        None => Algorithm::ALL.to_vec(),
+        Some(value) => {
+            let field = reader.field("allowed_algorithms");
+            let names = string_list(value, &field)?;
+            if names.is_empty() {
+                return Err(error(&field, "must list at least one algorithm, or be left out"));
+            }
+            let mut algorithms = Vec::with_capacity(names.len());
+            for name in &names {
+                let alg = Algorithm::from_name(name).ok_or_else(|| {
+                    let supported: Vec<&str> = Algorithm::ALL.iter().map(|alg| alg.name()).collect();
+                    error(&field, format!("{name:?} is not supported; choose from {}", supported.join(", ")))
+                })?;
+                algorithms.push(alg);
+            }
+            algorithms
+        }
+    };
+    let require_typ = match reader.get("require_typ") {
+        None => None,
+        Some(value) => Some(non_empty_string(Some(value), &reader.field("require_typ"), "a JOSE type such as at+jwt")?),
+    };
+    let max_token_lifetime_seconds = match reader.get("max_token_lifetime_seconds") {
+        None => None,
+        Some(value) => Some(bounded_u64(value, &reader.field("max_token_lifetime_seconds"), "seconds", 1, MAX_JWKS_CACHE_DURATION_SECONDS)?),
+    };
+    let mut optional_list = |name: &'static str| -> Result<Option<Vec<String>>, ConfigError> {
+        match reader.get(name) {
+            None => Ok(None),
+            Some(value) => {
+                let field = reader.field(name);
+                let list = string_list(value, &field)?;
+                if list.is_empty() {
+                    return Err(error(&field, "must list at least one value, or be left out"));
+                }
+                Ok(Some(list))
+            }
+        }
+    };
+    let subjects = optional_list("subjects")?;
+    let client_ids = optional_list("client_ids")?;
+
     reader.collect_unknown(unknown_fields);
     Ok(Provider {
         name,
         issuer,
         audiences,
         jwks,
+        allowed_algorithms,
+        require_typ,
+        max_token_lifetime_seconds,
+        subjects,
+        client_ids,
     })
 }
 
@@ -750,6 +811,31 @@ mod tests {
         second["name"] = serde_json::json!("other");
         let config = serde_json::json!({ "providers": [remote_provider(), second] });
         assert_eq!(field_of(&config), "providers[1].issuer");
+    }
+
+    #[test]
+    fn token_policy_options_are_parsed() {
+        let mut provider = remote_provider();
+        provider["allowed_algorithms"] = serde_json::json!(["RS256"]);
+        provider["require_typ"] = serde_json::json!("at+jwt");
+        provider["max_token_lifetime_seconds"] = serde_json::json!(3600);
+        provider["client_ids"] = serde_json::json!(["app_ci"]);
+        let config = parse(&config_with(provider)).unwrap().config;
+        let provider = &config.providers[0];
+        assert_eq!(provider.allowed_algorithms, vec![Algorithm::RS256]);
+        assert_eq!(provider.require_typ.as_deref(), Some("at+jwt"));
+        assert_eq!(provider.max_token_lifetime_seconds, Some(3600));
+        assert_eq!(provider.client_ids, Some(vec!["app_ci".to_owned()]));
+        assert_eq!(provider.subjects, None);
+    }
+
+    #[test]
+    fn unsupported_allowed_algorithm_is_rejected() {
+        let mut provider = remote_provider();
+        provider["allowed_algorithms"] = serde_json::json!(["RS256", "HS256"]);
+        let err = parse(&config_with(provider)).unwrap_err();
+        assert_eq!(err.field, "providers[0].allowed_algorithms");
+        assert!(err.message.contains("HS256"));
     }
 
     #[test]

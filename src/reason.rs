@@ -19,6 +19,8 @@ pub enum Reason {
     AlgNotAllowed,
     /// The header asks for a feature this filter does not implement (`crit`, `b64`).
     HeaderNotSupported,
+    /// Header `typ` is not the provider's `require_typ`.
+    TypeNotAllowed,
     /// `iss` is missing or matches no configured provider.
     IssuerUnknown,
     /// No key in the provider's key set fits the token's `kid` and `alg`.
@@ -31,8 +33,12 @@ pub enum Reason {
     TokenNotYetValid,
     /// A registered claim has the wrong JSON type (for example `exp` as a string).
     ClaimInvalid,
+    /// `exp - iat` exceeds the provider's `max_token_lifetime_seconds`, or `iat` is missing.
+    TokenLifetimeTooLong,
     /// `aud` contains none of the provider's audiences.
     AudienceNotAllowed,
+    /// `sub` or `client_id` is not on the provider's allow-list.
+    ClientNotAllowed,
     /// The token carries no scope value at all.
     ScopeEmpty,
     /// The token lacks a required scope value.
@@ -43,11 +49,14 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for tests and documentation tables.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 17] = [
         Reason::TokenMissing,
         Reason::TokenMalformed,
         Reason::AlgNotAllowed,
         Reason::HeaderNotSupported,
+        Reason::TypeNotAllowed,
+        Reason::TokenLifetimeTooLong,
+        Reason::ClientNotAllowed,
         Reason::IssuerUnknown,
         Reason::KeyNotFound,
         Reason::SignatureInvalid,
@@ -67,6 +76,9 @@ impl Reason {
             Reason::TokenMalformed => "token_malformed",
             Reason::AlgNotAllowed => "alg_not_allowed",
             Reason::HeaderNotSupported => "header_not_supported",
+            Reason::TypeNotAllowed => "typ_not_allowed",
+            Reason::TokenLifetimeTooLong => "token_lifetime_too_long",
+            Reason::ClientNotAllowed => "client_not_allowed",
             Reason::IssuerUnknown => "issuer_unknown",
             Reason::KeyNotFound => "key_not_found",
             Reason::SignatureInvalid => "signature_invalid",
@@ -87,6 +99,9 @@ impl Reason {
             Reason::TokenMalformed => "The Authorization header does not carry exactly one Bearer token in JWS compact form.",
             Reason::AlgNotAllowed => "The token's signing algorithm is not accepted; use an asymmetric algorithm such as RS256.",
             Reason::HeaderNotSupported => "The token header uses a JWS extension (crit or b64) that this gateway does not accept.",
+            Reason::TypeNotAllowed => "The token is not an access token of the required type (typ).",
+            Reason::TokenLifetimeTooLong => "The token's lifetime (exp - iat) is longer than this gateway accepts.",
+            Reason::ClientNotAllowed => "This client is not allowed to call this API.",
             Reason::IssuerUnknown => "The token was not issued by a trusted issuer.",
             Reason::KeyNotFound => "The token was signed with a key that the issuer does not publish.",
             Reason::SignatureInvalid => "The token signature is invalid.",
@@ -108,6 +123,9 @@ impl Reason {
             Reason::TokenMalformed => "access token is malformed",
             Reason::AlgNotAllowed => "signing algorithm is not allowed",
             Reason::HeaderNotSupported => "token header extension is not supported",
+            Reason::TypeNotAllowed => "token type is not allowed",
+            Reason::TokenLifetimeTooLong => "token lifetime is too long",
+            Reason::ClientNotAllowed => "client is not allowed",
             Reason::IssuerUnknown => "issuer is not trusted",
             Reason::KeyNotFound => "signing key is not known",
             Reason::SignatureInvalid => "signature is invalid",

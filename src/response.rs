@@ -15,7 +15,7 @@ pub struct DenyResponse {
 /// Returns the HTTP status for a reason.
 pub fn status_for(reason: Reason) -> u32 {
     match reason {
-        Reason::ScopeEmpty | Reason::ScopeInsufficient => 403,
+        Reason::ScopeEmpty | Reason::ScopeInsufficient | Reason::ClientNotAllowed => 403,
         Reason::JwksUnavailable => 503,
         _ => 401,
     }
@@ -38,7 +38,7 @@ pub fn deny_response(denial: &Denial, authority: &str, required_scopes: &[String
             challenge.push_str(", error=\"insufficient_scope\", error_description=\"");
             challenge.push_str(reason.description());
             challenge.push('"');
-            if !required_scopes.is_empty() {
+            if reason != Reason::ClientNotAllowed && !required_scopes.is_empty() {
                 challenge.push_str(", scope=\"");
                 challenge.push_str(&required_scopes.join(" "));
                 challenge.push('"');
