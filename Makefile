@@ -90,6 +90,7 @@ test-unit:
 test-e2e:
 	cargo test --test e2e
 	cargo test --test jwks_lifecycle
+	cargo test --test observability
 
 clippy: deps-rust deps-clang
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy

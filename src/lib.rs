@@ -23,6 +23,7 @@ pub mod reason;
 pub mod response;
 pub mod route;
 pub mod signature;
+pub mod stats;
 pub mod upstream;
 
 #[cfg(target_arch = "wasm32")]

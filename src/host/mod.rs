@@ -6,6 +6,7 @@
 //! helpers, which unwrap them: a panic would abort the VM and fail every request on the worker.
 
 mod logger;
+mod metrics;
 mod request;
 mod root;
 

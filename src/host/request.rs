@@ -10,6 +10,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
+use super::metrics;
 use super::root::{adopt_missing_keys, now_ms, KeySource, KeysAt, Shared, TICK_PERIOD_MS};
 use crate::authenticator::{self, Denial, RequestAuth, Requirements, Verdict};
 use crate::config::{FilterConfig, JwksSource};
@@ -19,6 +20,7 @@ use crate::jwks_cache::LOST_CALLBACK_GRACE_MS;
 use crate::reason::{Reason, Rejection};
 use crate::response;
 use crate::route::{self, RouteAction, RouteRequest};
+use crate::stats;
 use crate::upstream;
 
 /// The request data the filter reads, taken from the headers once.
@@ -290,6 +292,7 @@ fn enforce(config: &FilterConfig, placement: Placement, verdict: Verdict, info: 
                 .or_else(|| verified.claims.get("sub"))
                 .and_then(|value| value.as_str())
                 .unwrap_or("-");
+            metrics::increment(&stats::allowed(provider_name(config, Some(verified.provider_index))), 1);
             debug!(
                 "request allowed: provider={} kid={} client={} request_id={}",
                 provider_name(config, Some(verified.provider_index)),
@@ -362,6 +365,11 @@ fn forward_to_upstream(
 }
 
 fn send_denial(config: &FilterConfig, requirements: &Requirements<'_>, denial: &Denial, info: &RequestInfo) {
+    let provider = match denial.provider_index {
+        Some(_) => provider_name(config, denial.provider_index),
+        None => stats::NO_PROVIDER,
+    };
+    metrics::increment(&stats::denied(denial.rejection.reason.code(), provider), 1);
     debug!(
         "request denied: reason={} provider={} detail={} request_id={}",
         denial.rejection.reason.code(),
@@ -379,6 +387,7 @@ fn send_denial(config: &FilterConfig, requirements: &Requirements<'_>, denial: &
 /// Answers 503 when the filter cannot evaluate the request at all.
 fn send_unavailable(info: &RequestInfo) -> Action {
     let denial = unavailable_denial(None, "filter state unavailable");
+    metrics::increment(&stats::denied(denial.rejection.reason.code(), stats::NO_PROVIDER), 1);
     let reply = response::deny_response(&denial, &info.authority, &[]);
     let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
     if let Err(status) = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())) {

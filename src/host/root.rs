@@ -13,6 +13,7 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::logger;
+use super::metrics;
 use super::request::{self, FilterRequest, WaitingRequest};
 use crate::authenticator::{KeyAvailability, KeyStore};
 use crate::config::{FilterConfig, JwksSource, Provider, RemoteJwks};
@@ -20,6 +21,7 @@ use crate::higress::{self, PluginConfig};
 use crate::discovery::{self, JwksLocation};
 use crate::fetch_lease::{self, Acquire, PublishedKeys, SharedData, SharedKeys};
 use crate::jwks::{self, KeySet};
+use crate::stats;
 use crate::jwks_cache::{self, FetchCause, FetchError, KeyState, RemoteKeyCache, UnknownKidDecision};
 
 /// How often the root context adopts keys fetched by other workers, starts due fetches and
@@ -214,6 +216,7 @@ impl FilterRoot {
                 if adopt_published(remote, &store, now_ms) {
                     changed.push(index);
                 }
+                record_key_gauges(remote, now_ms);
 
                 if remote.cache.fetch_overdue(now_ms) {
                     shared.in_flight.retain(|_, (source_index, _)| *source_index != index);
@@ -227,6 +230,9 @@ impl FilterRoot {
                 let settings = *remote.cache.settings();
                 match fetch_lease::try_acquire(&mut store, &remote.shared_keys.lease, &shared.worker_id, now_ms, cause, &settings) {
                     Acquire::Acquired => {
+                        if cause == FetchCause::UnknownKid {
+                            metrics::increment(&stats::per_provider("jwks_kid_refetch", &remote.name), 1);
+                        }
                         let kind = if remote.remote.discovery && remote.location.is_none() {
                             FetchKind::Discovery
                         } else {
@@ -250,6 +256,7 @@ impl FilterRoot {
                         }
                     }
                     Acquire::KidRefetchThrottled { last_kid_refetch_ms } => {
+                        metrics::increment(&stats::per_provider("jwks_kid_refetch_throttled", &remote.name), 1);
                         remote.cache.note_kid_refetch(last_kid_refetch_ms);
                         remote.cache.kid_refetch_refused(now_ms);
                         changed.push(index);
@@ -432,6 +439,7 @@ fn adopt_published(remote: &mut RemoteSource, store: &HostSharedData, now_ms: u6
         expires_at_ms: published.expires_at_ms,
     };
     let missing = remote.cache.adopt(now_ms, record);
+    record_key_gauges(remote, now_ms);
     debug!(
         "provider {}: adopted {} keys fetched by another worker{}",
         remote.name,
@@ -473,6 +481,8 @@ fn store_fetched(
     let ttl_seconds = (record.expires_at_ms - record.fetched_at_ms) / 1000;
     let refresh_seconds = (record.refresh_at_ms - record.fetched_at_ms) / 1000;
     let missing = remote.cache.fetch_succeeded(now_ms, record);
+    metrics::increment(&stats::per_provider("jwks_fetch_success", &remote.name), 1);
+    record_key_gauges(remote, now_ms);
     if fetch_lease::publish(store, &remote.shared_keys.published, &published) {
         remote.seen_cas = store.get(&remote.shared_keys.published).map(|(_, cas)| cas);
     } else {
@@ -488,6 +498,16 @@ fn store_fetched(
     );
 }
 
+/// Sets the `jwks_keys` and `jwks_age_seconds` gauges of a remote key set.
+fn record_key_gauges(remote: &RemoteSource, now_ms: u64) {
+    metrics::set_gauge(&stats::per_provider("jwks_keys", &remote.name), remote.cache.key_count() as u64);
+    let age_seconds = remote
+        .cache
+        .record()
+        .map_or(0, |record| now_ms.saturating_sub(record.fetched_at_ms) / 1000);
+    metrics::set_gauge(&stats::per_provider("jwks_age_seconds", &remote.name), age_seconds);
+}
+
 fn fail_fetch(
     remote: &mut RemoteSource,
     store: &mut HostSharedData,
@@ -496,6 +516,7 @@ fn fail_fetch(
     fetch_error: &FetchError,
 ) {
     remote.cache.fetch_failed(now_ms);
+    metrics::increment(&stats::per_provider("jwks_fetch_failed", &remote.name), 1);
     let retry_ms = fetch_lease::release(store, &remote.shared_keys.lease, worker_id, now_ms, false);
     let keeping = match remote.cache.key_count() {
         0 => "no keys loaded yet".to_owned(),
