@@ -124,7 +124,11 @@ impl HttpContext for FilterRequest {
         let (route_name, cluster_name) = if plugin.rules.is_empty() {
             (None, None)
         } else {
-            (property(&["route_name"]), property(&["cluster_name"]))
+            // Higress exposes `route_name` and `cluster_name`; Envoy 1.40 only the `xds.` forms.
+            (
+                property(&["route_name"]).or_else(|| property(&["xds", "route_name"])),
+                property(&["cluster_name"]).or_else(|| property(&["xds", "cluster_name"])),
+            )
         };
         let selected = plugin.select(&RequestRoute {
             route_name: route_name.as_deref(),
