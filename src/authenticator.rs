@@ -15,7 +15,8 @@ use crate::claims;
 use crate::config::{FilterConfig, ScopeMatch};
 use crate::route::RouteRequirements;
 use crate::extractor;
-use crate::jwks::{KeyQuery, KeySet};
+use crate::jwks::{Jwk, KeyQuery, KeySet};
+use crate::jwt_cache::JwtCache;
 use crate::jwks_cache::UnknownKidDecision;
 use crate::jws;
 use crate::reason::{Reason, Rejection};
@@ -41,6 +42,12 @@ pub trait KeyStore {
     fn unknown_kid(&self, _provider_index: usize, _kid: &str) -> UnknownKidDecision {
         UnknownKidDecision::Reject
     }
+
+    /// Verifies a signature with `key`. The default uses ring inside the VM; the host layer
+    /// may hand some algorithms to the proxy instead.
+    fn verify_signature(&self, alg: Algorithm, key: &Jwk, message: &[u8], signature: &[u8]) -> bool {
+        signature::verify(alg, &key.material, message, signature)
+    }
 }
 
 /// A token that passed every check.
@@ -50,6 +57,8 @@ pub struct Verified {
     pub alg: Algorithm,
     pub kid: Option<String>,
     pub claims: Map<String, Value>,
+    /// Fingerprint of the key that verified the signature (see `Jwk::fingerprint`).
+    pub key_fingerprint: [u8; 32],
 }
 
 /// A rejected request, with what the response and the log line need.
@@ -65,7 +74,7 @@ pub struct Denial {
 /// The outcome of authenticating one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    Allow(Verified),
+    Allow(Rc<Verified>),
     Deny(Denial),
     /// The provider's keys are being fetched: hold the request and authenticate it again
     /// when the fetch ends. `kid` is set when the fetch is a refetch for that unknown kid.
@@ -145,7 +154,19 @@ pub fn authenticate_with(
     request: RequestAuth<'_>,
     requirements: &Requirements<'_>,
 ) -> Verdict {
-    match run_checks(config, keys, request, requirements) {
+    authenticate_cached(config, keys, request, requirements, None)
+}
+
+/// Authenticates one request, looking the token up in `cache` (with the configuration's
+/// index) before parsing and verifying it, and storing it there when it is admitted.
+pub fn authenticate_cached(
+    config: &FilterConfig,
+    keys: &dyn KeyStore,
+    request: RequestAuth<'_>,
+    requirements: &Requirements<'_>,
+    cache: Option<(&mut JwtCache, usize)>,
+) -> Verdict {
+    match run_checks(config, keys, request, requirements, cache) {
         Ok(verified) => Verdict::Allow(verified),
         Err(Stop::Deny(denial)) => Verdict::Deny(denial),
         Err(Stop::Wait {
@@ -165,19 +186,40 @@ fn run_checks(
     keys: &dyn KeyStore,
     request: RequestAuth<'_>,
     requirements: &Requirements<'_>,
-) -> Result<Verified, Stop> {
+    cache: Option<(&mut JwtCache, usize)>,
+) -> Result<Rc<Verified>, Stop> {
     let token = extractor::extract_bearer_token(request.authorization)?;
+
+    // A cached verification stands in for steps 2 to 6; the policy checks below always run.
+    let mut cache = cache.map(|(cache, config_index)| (JwtCache::key(config_index, token), cache));
+    let cached = cache
+        .as_mut()
+        .and_then(|(key, cache)| cache.get(key, request.now_seconds));
+    let from_cache = cached.is_some();
+    let verified = match cached {
+        Some(verified) => verified,
+        None => Rc::new(verify_token(config, keys, token)?),
+    };
+
+    check_policy(config, &verified, request.now_seconds, requirements)?;
+
+    if !from_cache {
+        if let Some((key, cache)) = cache {
+            let exp = claims::numeric_date(&verified.claims, "exp").ok().flatten().unwrap_or_default();
+            cache.insert(key, Rc::clone(&verified), exp, request.now_seconds);
+        }
+    }
+    Ok(verified)
+}
+
+/// Steps 2 to 6: parses the token, checks its header, selects the provider and the key, and
+/// verifies the signature. The result depends only on the token, the configuration and the
+/// key set, so it may be cached.
+fn verify_token(config: &FilterConfig, keys: &dyn KeyStore, token: &str) -> Result<Verified, Stop> {
     let jws = jws::parse_compact(token)?;
     let header = jws::check_header(&jws.header)?;
 
     let provider_index = select_provider(config, &jws.claims)?;
-    if requirements.providers.is_some_and(|allowed| !allowed.contains(&provider_index)) {
-        let name = config.providers.get(provider_index).map_or("-", |provider| provider.name.as_str());
-        return Err(Stop::from(Rejection::new(
-            Reason::IssuerUnknown,
-            format!("provider {name} is not allowed on this route"),
-        )));
-    }
     let with_provider = |rejection: Rejection| {
         Stop::Deny(Denial {
             rejection,
@@ -244,35 +286,61 @@ fn run_checks(
         return Err(with_provider(Rejection::new(Reason::KeyNotFound, detail)));
     }
 
-    let verifies = candidates
+    let verifying_key = candidates
         .iter()
-        .any(|key| signature::verify(header.alg, &key.material, jws.signing_input, &jws.signature));
-    if !verifies {
+        .find(|key| keys.verify_signature(header.alg, key, jws.signing_input, &jws.signature));
+    let Some(verifying_key) = verifying_key else {
         return Err(with_provider(Rejection::new(
             Reason::SignatureInvalid,
             format!("{} signature does not verify", header.alg),
         )));
-    }
-
-    claims::check_time(&jws.claims, request.now_seconds, config.clock_skew_seconds).map_err(with_provider)?;
-    if let Some(max_seconds) = provider.max_token_lifetime_seconds {
-        check_lifetime(&jws.claims, max_seconds).map_err(with_provider)?;
-    }
-    let audiences = requirements.audiences.unwrap_or(&provider.audiences);
-    check_audience(&jws.claims, audiences).map_err(with_provider)?;
-    check_client(&jws.claims, "sub", provider.subjects.as_deref()).map_err(with_provider)?;
-    check_client(&jws.claims, "client_id", provider.client_ids.as_deref()).map_err(with_provider)?;
-    check_scope(&jws.claims, requirements, audiences).map_err(with_provider)?;
+    };
 
     Ok(Verified {
         provider_index,
         alg: header.alg,
         kid: header.kid.map(str::to_owned),
+        key_fingerprint: verifying_key.fingerprint,
         claims: jws.claims,
     })
 }
 
-fn select_provider(config: &FilterConfig, claims: &Map<String, Value>) -> Result<usize, Rejection> {
+/// Steps 7 to 9 and the route's policy: the provider allowed on the route, time, lifetime,
+/// audience, client allow-lists and scope. Runs on every request, cached or not.
+fn check_policy(config: &FilterConfig, verified: &Verified, now_seconds: i64, requirements: &Requirements<'_>) -> Result<(), Stop> {
+    let provider_index = verified.provider_index;
+    let with_provider = |rejection: Rejection| {
+        Stop::Deny(Denial {
+            rejection,
+            provider_index: Some(provider_index),
+            retry_after_seconds: None,
+        })
+    };
+    let provider = config
+        .providers
+        .get(provider_index)
+        .ok_or_else(|| Rejection::new(Reason::IssuerUnknown, "provider index out of range"))?;
+    if requirements.providers.is_some_and(|allowed| !allowed.contains(&provider_index)) {
+        return Err(with_provider(Rejection::new(
+            Reason::IssuerUnknown,
+            format!("provider {} is not allowed on this route", provider.name),
+        )));
+    }
+
+    let claims = &verified.claims;
+    claims::check_time(claims, now_seconds, config.clock_skew_seconds).map_err(with_provider)?;
+    if let Some(max_seconds) = provider.max_token_lifetime_seconds {
+        check_lifetime(claims, max_seconds).map_err(with_provider)?;
+    }
+    let audiences = requirements.audiences.unwrap_or(&provider.audiences);
+    check_audience(claims, audiences).map_err(with_provider)?;
+    check_client(claims, "sub", provider.subjects.as_deref()).map_err(with_provider)?;
+    check_client(claims, "client_id", provider.client_ids.as_deref()).map_err(with_provider)?;
+    check_scope(claims, requirements, audiences).map_err(with_provider)?;
+    Ok(())
+}
+
+pub fn select_provider(config: &FilterConfig, claims: &Map<String, Value>) -> Result<usize, Rejection> {
     let issuer = match claims.get("iss") {
         Some(Value::String(issuer)) => issuer,
         Some(other) => {
@@ -297,7 +365,7 @@ fn select_provider(config: &FilterConfig, claims: &Map<String, Value>) -> Result
 
 /// Requires the header `typ` to equal `required`, ignoring case and an `application/` prefix
 /// (RFC 7515 section 4.1.9 allows the prefix to be left out).
-fn check_typ(header: &Map<String, Value>, required: &str) -> Result<(), Rejection> {
+pub fn check_typ(header: &Map<String, Value>, required: &str) -> Result<(), Rejection> {
     let normalize = |value: &str| {
         let lower = value.to_ascii_lowercase();
         lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
@@ -315,7 +383,7 @@ fn check_typ(header: &Map<String, Value>, required: &str) -> Result<(), Rejectio
 
 /// Requires `exp - iat` to be at most `max_seconds`; a token without `iat` cannot show its
 /// lifetime and is rejected too.
-fn check_lifetime(claims: &Map<String, Value>, max_seconds: u64) -> Result<(), Rejection> {
+pub fn check_lifetime(claims: &Map<String, Value>, max_seconds: u64) -> Result<(), Rejection> {
     let exp = claims::numeric_date(claims, "exp")?.unwrap_or_default();
     let Some(iat) = claims::numeric_date(claims, "iat")? else {
         return Err(Rejection::new(Reason::TokenLifetimeTooLong, "token has no iat, so its lifetime is unknown"));
@@ -331,7 +399,7 @@ fn check_lifetime(claims: &Map<String, Value>, max_seconds: u64) -> Result<(), R
 }
 
 /// Requires the string claim `name` to be on `allowed`, when an allow-list is configured.
-fn check_client(claims: &Map<String, Value>, name: &str, allowed: Option<&[String]>) -> Result<(), Rejection> {
+pub fn check_client(claims: &Map<String, Value>, name: &str, allowed: Option<&[String]>) -> Result<(), Rejection> {
     let Some(allowed) = allowed else {
         return Ok(());
     };

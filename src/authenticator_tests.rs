@@ -4,6 +4,8 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::config::{JwksSource, Provider, ScopeMatch};
+use crate::jwks::Jwk;
+use crate::jwt_cache::JwtCache;
 use crate::route::RouteRequirements;
 use crate::test_support::{key_set, FixedKeys, TestKey};
 
@@ -32,6 +34,8 @@ fn config(required_scopes: &[&str]) -> FilterConfig {
         rules: Vec::new(),
         bypass_cors_preflight: true,
         upstream: Default::default(),
+        jwt_cache_size: 0,
+        signature_backend: Default::default(),
     }
 }
 
@@ -532,4 +536,66 @@ fn client_outside_allow_list_is_rejected() {
     assert_eq!(reason_with_provider(|p| p.client_ids = Some(vec!["app_other".to_owned()]), &key, &token), Some(Reason::ClientNotAllowed));
     assert_eq!(reason_with_provider(|p| p.client_ids = Some(vec!["app_ci".to_owned()]), &key, &token), None);
     assert_eq!(reason_with_provider(|p| p.subjects = Some(vec!["someone".to_owned()]), &key, &token), Some(Reason::ClientNotAllowed));
+}
+
+/// Counts signature checks, to see which requests the cache spared.
+struct CountingKeys {
+    set: KeySet,
+    checks: std::cell::Cell<usize>,
+}
+
+impl KeyStore for CountingKeys {
+    fn keys(&self, _provider_index: usize) -> KeyAvailability {
+        KeyAvailability::Ready(std::rc::Rc::new(self.set.clone()))
+    }
+
+    fn verify_signature(&self, alg: Algorithm, key: &Jwk, message: &[u8], signature: &[u8]) -> bool {
+        self.checks.set(self.checks.get() + 1);
+        crate::signature::verify(alg, &key.material, message, signature)
+    }
+}
+
+fn run_cached(config: &FilterConfig, keys: &CountingKeys, token: &str, cache: &mut JwtCache, route: Option<&RouteRequirements>) -> Verdict {
+    let values = [format!("Bearer {token}")];
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let request = RequestAuth { authorization: &values, now_seconds: NOW };
+    let requirements = Requirements::for_route(config, route);
+    authenticate_cached(config, keys, request, &requirements, Some((cache, 0)))
+}
+
+#[test]
+fn cached_token_skips_the_signature_check() {
+    let key = TestKey::es256("k1");
+    let keys = CountingKeys { set: key_set(&[&key]), checks: std::cell::Cell::new(0) };
+    let mut cache = JwtCache::new(10);
+    let token = key.mint(&good_claims());
+    let config = config(&["model.invoke"]);
+    assert!(matches!(run_cached(&config, &keys, &token, &mut cache, None), Verdict::Allow(_)));
+    assert!(matches!(run_cached(&config, &keys, &token, &mut cache, None), Verdict::Allow(_)));
+    assert_eq!(keys.checks.get(), 1);
+    assert_eq!((cache.hits, cache.misses), (1, 1));
+}
+
+#[test]
+fn cached_token_still_meets_route_policy() {
+    let key = TestKey::es256("k1");
+    let keys = CountingKeys { set: key_set(&[&key]), checks: std::cell::Cell::new(0) };
+    let mut cache = JwtCache::new(10);
+    let token = key.mint(&good_claims());
+    let config = config(&[]);
+    assert!(matches!(run_cached(&config, &keys, &token, &mut cache, None), Verdict::Allow(_)));
+    let admin = RouteRequirements { required_scopes: Some(vec!["model.admin".to_owned()]), ..Default::default() };
+    assert_eq!(reason(&run_cached(&config, &keys, &token, &mut cache, Some(&admin))), Some(Reason::ScopeInsufficient));
+    assert_eq!(keys.checks.get(), 1);
+}
+
+#[test]
+fn rejected_token_is_not_cached() {
+    let key = TestKey::es256("k1");
+    let keys = CountingKeys { set: key_set(&[&key]), checks: std::cell::Cell::new(0) };
+    let mut cache = JwtCache::new(10);
+    let token = key.mint(&with(good_claims(), "scope", json!("model.list")));
+    let config = config(&["model.invoke"]);
+    assert_eq!(reason(&run_cached(&config, &keys, &token, &mut cache, None)), Some(Reason::ScopeInsufficient));
+    assert!(cache.is_empty());
 }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::algorithm::Algorithm;
 use crate::jwks::{self, KeySet, SkippedKey};
 use crate::route::{self, RouteRule};
+use crate::signature::SignatureBackend;
 use crate::upstream::{self, UpstreamHeaders};
 
 /// Default for `clock_skew_seconds`, the tolerance applied to `exp`, `nbf` and `iat`.
@@ -60,6 +61,10 @@ pub struct FilterConfig {
     pub bypass_cors_preflight: bool,
     /// What the filter adds to an admitted request for the upstream.
     pub upstream: UpstreamHeaders,
+    /// Entries in each worker's verified-token cache; 0 disables it (default 1000).
+    pub jwt_cache_size: usize,
+    /// Which code verifies signatures (default `auto`).
+    pub signature_backend: SignatureBackend,
 }
 
 /// Whether a token needs all or any of the required scopes.
@@ -260,6 +265,22 @@ pub fn parse_filter_config(root: &Map<String, Value>, env: EnvLookup<'_>) -> Res
     };
     let bypass_cors_preflight = boolean(reader.get("bypass_cors_preflight"), "bypass_cors_preflight", true)?;
     let upstream = upstream::parse_upstream_headers(&mut reader, env, &mut unknown_fields)?;
+    let jwt_cache_size = match reader.get("jwt_cache_size") {
+        None => crate::jwt_cache::DEFAULT_CAPACITY,
+        Some(value) => {
+            let max = crate::jwt_cache::MAX_CAPACITY as u64;
+            bounded_u64(value, "jwt_cache_size", "entries", 0, max)? as usize
+        }
+    };
+    let signature_backend = match reader.get("signature_backend") {
+        None => SignatureBackend::Auto,
+        Some(value) => match value.as_str() {
+            Some("auto") => SignatureBackend::Auto,
+            Some("host") => SignatureBackend::Host,
+            Some("wasm") => SignatureBackend::Wasm,
+            _ => return Err(error("signature_backend", format!("must be \"auto\", \"host\" or \"wasm\", got {value}"))),
+        },
+    };
     reader.collect_unknown(&mut unknown_fields);
 
     Ok(ParsedConfig {
@@ -273,6 +294,8 @@ pub fn parse_filter_config(root: &Map<String, Value>, env: EnvLookup<'_>) -> Res
             rules,
             bypass_cors_preflight,
             upstream,
+            jwt_cache_size,
+            signature_backend,
         },
         unknown_fields,
         skipped_keys,

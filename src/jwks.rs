@@ -49,9 +49,41 @@ pub struct Jwk {
     /// The key's `alg`, when the set gives one: the key then verifies only that algorithm.
     pub alg: Option<Algorithm>,
     pub material: KeyMaterial,
+    /// DER SubjectPublicKeyInfo for the proxy's signature check, built once at load time
+    /// (`None` for Ed25519).
+    pub spki_der: Option<Vec<u8>>,
+    /// SHA-256 over `kid` and the key bytes: identifies the key across key-set reloads, so
+    /// cached verifications can be dropped when their key disappears.
+    pub fingerprint: [u8; 32],
 }
 
 impl Jwk {
+    /// Builds a key and its derived forms.
+    pub fn new(kid: Option<String>, alg: Option<Algorithm>, material: KeyMaterial) -> Jwk {
+        let spki_der = crate::der::subject_public_key_info(&material);
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(kid.as_deref().unwrap_or_default().as_bytes());
+        context.update(&[0]);
+        match &material {
+            KeyMaterial::Rsa { n, e } => {
+                context.update(n);
+                context.update(&[0]);
+                context.update(e);
+            }
+            KeyMaterial::EcP256 { point } | KeyMaterial::EcP384 { point } => context.update(point),
+            KeyMaterial::Ed25519 { x } => context.update(x),
+        }
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(context.finish().as_ref());
+        Jwk {
+            kid,
+            alg,
+            material,
+            spki_der,
+            fingerprint,
+        }
+    }
+
     /// Returns whether this key may verify a token signed with `alg`.
     pub fn fits(&self, alg: Algorithm) -> bool {
         self.material.family() == alg.key_family() && self.alg.is_none_or(|own| own == alg)
@@ -235,7 +267,7 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
             return Err(format!("\"alg\" {alg} does not fit \"kty\" {kty:?}"));
         }
     }
-    Ok(Jwk { kid, alg, material })
+    Ok(Jwk::new(kid, alg, material))
 }
 
 fn parse_rsa(key: &Map<String, Value>) -> Result<KeyMaterial, String> {
@@ -407,32 +439,20 @@ mod tests {
     #[test]
     fn key_without_kid_is_chosen_only_when_unique() {
         let one = KeySet {
-            keys: vec![Jwk {
-                kid: Some("a".into()),
-                alg: None,
-                material: KeyMaterial::Ed25519 { x: vec![0; 32] },
-            }],
+            keys: vec![Jwk::new(Some("a".into()), None, KeyMaterial::Ed25519 { x: vec![0; 32] })],
         };
         let query = KeyQuery { kid: None, alg: Algorithm::EdDSA };
         assert_eq!(one.candidates(query).len(), 1);
 
         let mut two = one.clone();
-        two.keys.push(Jwk {
-            kid: Some("b".into()),
-            alg: None,
-            material: KeyMaterial::Ed25519 { x: vec![1; 32] },
-        });
+        two.keys.push(Jwk::new(Some("b".into()), None, KeyMaterial::Ed25519 { x: vec![1; 32] }));
         assert!(two.candidates(query).is_empty());
     }
 
     #[test]
     fn key_alg_pins_the_algorithm() {
         let set = KeySet {
-            keys: vec![Jwk {
-                kid: Some("r".into()),
-                alg: Some(Algorithm::RS256),
-                material: KeyMaterial::Rsa { n: vec![1], e: vec![3] },
-            }],
+            keys: vec![Jwk::new(Some("r".into()), Some(Algorithm::RS256), KeyMaterial::Rsa { n: vec![1], e: vec![3] })],
         };
         assert_eq!(set.candidates(KeyQuery { kid: Some("r"), alg: Algorithm::RS256 }).len(), 1);
         assert!(set.candidates(KeyQuery { kid: Some("r"), alg: Algorithm::PS256 }).is_empty());

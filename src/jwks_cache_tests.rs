@@ -14,11 +14,7 @@ const SETTINGS: CacheSettings = CacheSettings {
 fn key_set(kids: &[&str]) -> KeySet {
     let keys = kids
         .iter()
-        .map(|kid| Jwk {
-            kid: Some((*kid).to_owned()),
-            alg: None,
-            material: KeyMaterial::Ed25519 { x: vec![0; 32] },
-        })
+        .map(|kid| Jwk::new(Some((*kid).to_owned()), None, KeyMaterial::Ed25519 { x: vec![0; 32] }))
         .collect();
     KeySet { keys }
 }

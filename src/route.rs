@@ -45,7 +45,7 @@ pub fn strip_port(authority: &str) -> &str {
 
 /// A host pattern: exact (case-insensitive), `*.suffix`, `prefix.*`, or `*` for any host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPattern(String);
+pub struct HostPattern(pub String);
 
 impl HostPattern {
     pub fn new(pattern: &str) -> HostPattern {

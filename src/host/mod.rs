@@ -5,6 +5,7 @@
 //! through `proxy_wasm::hostcalls`, whose results are handled, rather than the SDK's context
 //! helpers, which unwrap them: a panic would abort the VM and fail every request on the worker.
 
+mod backend;
 mod logger;
 mod metrics;
 mod request;

@@ -242,13 +242,23 @@ fn evaluate(shared: &Shared, placement: Placement, authorization: &[String], now
             .get(placement.config_index)
             .map_or(&[][..], Vec::as_slice),
         now_ms,
+        backend: shared.backend_plans.get(placement.config_index).copied().unwrap_or_default(),
     };
     let request = RequestAuth {
         authorization: &values,
         now_seconds: i64::try_from(now_ms / 1000).unwrap_or(i64::MAX),
     };
     let requirements = Requirements::for_route(config, route_requirements(config, placement));
-    authenticator::authenticate_with(config, &keys, request, &requirements)
+    match shared.jwt_cache.try_borrow_mut() {
+        Ok(mut cache) => authenticator::authenticate_cached(
+            config,
+            &keys,
+            request,
+            &requirements,
+            Some((&mut cache, placement.config_index)),
+        ),
+        Err(_) => authenticator::authenticate_with(config, &keys, request, &requirements),
+    }
 }
 
 fn route_requirements(config: &FilterConfig, placement: Placement) -> Option<&route::RouteRequirements> {

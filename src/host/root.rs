@@ -2,7 +2,7 @@
 //! with the other workers, and the requests held while keys are on their way.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -12,6 +12,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
 use ring::rand::{SecureRandom, SystemRandom};
 
+use super::backend;
 use super::logger;
 use super::metrics;
 use super::request::{self, FilterRequest, WaitingRequest};
@@ -20,7 +21,10 @@ use crate::config::{FilterConfig, JwksSource, Provider, RemoteJwks};
 use crate::higress::{self, PluginConfig};
 use crate::discovery::{self, JwksLocation};
 use crate::fetch_lease::{self, Acquire, PublishedKeys, SharedData, SharedKeys};
-use crate::jwks::{self, KeySet};
+use crate::algorithm::Algorithm;
+use crate::jwks::{self, Jwk, KeySet};
+use crate::jwt_cache::JwtCache;
+use crate::signature::{BackendPlan, SignatureBackend, HOST_ALGORITHMS};
 use crate::stats;
 use crate::jwks_cache::{self, FetchCause, FetchError, KeyState, RemoteKeyCache, UnknownKidDecision};
 
@@ -69,6 +73,12 @@ pub struct Shared {
     in_flight: HashMap<u32, (usize, FetchKind)>,
     /// This VM's id in fetch leases.
     worker_id: String,
+    /// For each configuration index, which algorithms the host verifies.
+    pub backend_plans: Vec<BackendPlan>,
+    /// Verified tokens of this worker.
+    pub jwt_cache: RefCell<JwtCache>,
+    /// Cache hits and misses already added to the metrics.
+    reported_cache_counts: (u64, u64),
 }
 
 /// The key store of one configuration as seen at one instant.
@@ -76,6 +86,7 @@ pub struct KeysAt<'a> {
     pub sources: &'a [KeySource],
     pub provider_sources: &'a [usize],
     pub now_ms: u64,
+    pub backend: BackendPlan,
 }
 
 impl KeysAt<'_> {
@@ -101,6 +112,14 @@ impl KeyStore for KeysAt<'_> {
         match self.source(provider_index) {
             Some(KeySource::Remote(remote)) => remote.cache.unknown_kid(kid, self.now_ms),
             _ => UnknownKidDecision::Reject,
+        }
+    }
+
+    fn verify_signature(&self, alg: Algorithm, key: &Jwk, message: &[u8], signature: &[u8]) -> bool {
+        if self.backend.uses_host(alg) {
+            backend::verify_on_host(alg, key, message, signature)
+        } else {
+            crate::signature::verify(alg, &key.material, message, signature)
         }
     }
 }
@@ -180,6 +199,10 @@ impl FilterRoot {
                 *slot = indexes;
             }
         }
+        let Some(backend_plans) = plan_backends(&plugin) else {
+            return false;
+        };
+        let cache_size = plugin.all().next().map_or(0, |(_, config)| config.jwt_cache_size);
         info!("configured: {}", describe(&plugin));
         if plugin.global.is_none() {
             warn!("no global providers: requests that match no _rules_ entry pass without a token");
@@ -192,6 +215,9 @@ impl FilterRoot {
             waiting: Vec::new(),
             in_flight: HashMap::new(),
             worker_id: format!("{:016x}", self.random_u64()),
+            backend_plans,
+            jwt_cache: RefCell::new(JwtCache::new(cache_size)),
+            reported_cache_counts: (0, 0),
         })));
         true
     }
@@ -265,6 +291,11 @@ impl FilterRoot {
             }
         }
         changed.dedup();
+        if !changed.is_empty() {
+            if let Ok(shared) = shared_cell.try_borrow() {
+                drop_stale_cache_entries(&shared);
+            }
+        }
         for index in changed {
             request::resume_waiting(shared_cell, Some(index), now_ms);
         }
@@ -323,6 +354,9 @@ impl FilterRoot {
             }
             index
         };
+        if let Ok(shared) = shared_cell.try_borrow() {
+            drop_stale_cache_entries(&shared);
+        }
         request::resume_waiting(shared_cell, Some(source_index), now_ms);
     }
 }
@@ -378,6 +412,9 @@ impl RootContext for FilterRoot {
         };
         self.drive_fetches(&shared);
         request::expire_waiting(&shared, now_ms());
+        if let Ok(mut state) = shared.try_borrow_mut() {
+            report_cache_counts(&mut state);
+        };
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -561,6 +598,75 @@ fn describe_missing(missing: &[String]) -> String {
         let kids: Vec<String> = missing.iter().map(|kid| format!("{:?}", crate::jws::truncate(kid, 64))).collect();
         format!("; still unknown kids: {}", kids.join(", "))
     }
+}
+
+/// Decides, per configuration, which algorithms the host verifies. Runs the host self-test
+/// once if any configuration wants the host. Returns `None` (and logs why) when a
+/// configuration requires the host and the host fails its self-test.
+fn plan_backends(plugin: &PluginConfig) -> Option<Vec<BackendPlan>> {
+    let wants_host = plugin
+        .all()
+        .any(|(_, config)| config.signature_backend != SignatureBackend::Wasm);
+    let passed = if wants_host { backend::self_test() } else { Vec::new() };
+    let mut plans = vec![BackendPlan::default(); plugin.rules.len() + 1];
+    for (index, config) in plugin.all() {
+        let plan = match config.signature_backend {
+            SignatureBackend::Wasm => BackendPlan::default(),
+            SignatureBackend::Auto => BackendPlan::with_host(&passed),
+            SignatureBackend::Host => {
+                if passed.len() < HOST_ALGORITHMS.len() {
+                    error!(
+                        "invalid configuration: signature_backend: \"host\" needs the proxy's verify_signature function, which failed its self-test; use \"auto\" or \"wasm\""
+                    );
+                    return None;
+                }
+                BackendPlan::with_host(&passed)
+            }
+        };
+        if let Some(slot) = plans.get_mut(index) {
+            *slot = plan;
+        }
+    }
+    Some(plans)
+}
+
+/// Drops cached verifications whose key is in no current key set.
+fn drop_stale_cache_entries(shared: &Shared) {
+    let current: HashSet<[u8; 32]> = shared
+        .sources
+        .iter()
+        .flat_map(|source| {
+            let keys: Vec<[u8; 32]> = match source {
+                KeySource::Local(key_set) => key_set.keys.iter().map(|key| key.fingerprint).collect(),
+                KeySource::Remote(remote) => remote
+                    .cache
+                    .record()
+                    .map(|record| record.key_set.keys.iter().map(|key| key.fingerprint).collect())
+                    .unwrap_or_default(),
+            };
+            keys
+        })
+        .collect();
+    if let Ok(mut cache) = shared.jwt_cache.try_borrow_mut() {
+        cache.retain_keys(&current);
+    }
+}
+
+/// Adds the cache hits and misses since the last tick to the metrics.
+fn report_cache_counts(shared: &mut Shared) {
+    let Ok(cache) = shared.jwt_cache.try_borrow() else {
+        return;
+    };
+    let (hits, misses) = (cache.hits, cache.misses);
+    drop(cache);
+    let (reported_hits, reported_misses) = shared.reported_cache_counts;
+    if hits > reported_hits {
+        metrics::increment(&stats::global("jwt_cache_hit"), (hits - reported_hits) as i64);
+    }
+    if misses > reported_misses {
+        metrics::increment(&stats::global("jwt_cache_miss"), (misses - reported_misses) as i64);
+    }
+    shared.reported_cache_counts = (hits, misses);
 }
 
 /// Returns the key source index for a provider, sharing one remote source among providers
