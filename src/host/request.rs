@@ -36,9 +36,16 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
-    fn from_headers(headers: Vec<(String, String)>) -> Self {
+    /// Reads the headers the filter needs. Values are bytes: HTTP allows obs-text (0x80 to
+    /// 0xFF) in header values, so a value that is not UTF-8 is converted lossily and can only
+    /// fail the checks (a non-UTF-8 token becomes `token_malformed`).
+    fn from_headers(headers: Vec<(String, Vec<u8>)>) -> Self {
         let mut info = RequestInfo::default();
-        for (name, value) in headers {
+        for (name, bytes) in headers {
+            let value = match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+            };
             match name.to_ascii_lowercase().as_str() {
                 "authorization" => info.authorization.push(value),
                 ":authority" => info.authority = value,
@@ -108,7 +115,8 @@ impl HttpContext for FilterRequest {
             return send_unavailable(&RequestInfo::default());
         };
 
-        let info = match hostcalls::get_map(MapType::HttpRequestHeaders) {
+        // get_map_bytes, not get_map: the SDK's get_map panics on a value that is not UTF-8.
+        let info = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
             Ok(headers) => RequestInfo::from_headers(headers),
             Err(status) => {
                 error!("request rejected: request headers could not be read ({status:?})");

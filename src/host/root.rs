@@ -368,7 +368,13 @@ impl Context for FilterRoot {
         };
 
         // Read the response before anything switches the effective context.
-        let header = |name: &str| hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).unwrap_or_default();
+        // Bytes, not text: the SDK's text getter panics on a value that is not UTF-8.
+        let header = |name: &str| {
+            hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+                .ok()
+                .flatten()
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        };
         let status = if num_headers == 0 {
             None
         } else {
