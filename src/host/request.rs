@@ -392,13 +392,20 @@ fn send_denial(config: &FilterConfig, requirements: &Requirements<'_>, denial: &
         None => stats::NO_PROVIDER,
     };
     metrics::increment(&stats::denied(denial.rejection.reason.code(), provider), 1);
-    debug!(
-        "request denied: reason={} provider={} detail={} request_id={}",
-        denial.rejection.reason.code(),
-        provider_name(config, denial.provider_index),
-        denial.rejection.detail,
-        info.request_id
-    );
+    if log::log_enabled!(log::Level::Debug) {
+        let values: Vec<&str> = info.authorization.iter().map(String::as_str).collect();
+        let ids = extractor::extract_bearer_token(&values).map(crate::jws::token_ids).unwrap_or_default();
+        debug!(
+            "request denied: reason={} provider={} route={} {} {ids} detail={} request_id={}",
+            denial.rejection.reason.code(),
+            provider_name(config, denial.provider_index),
+            // The query string is left out: clients sometimes put credentials there.
+            crate::jws::truncate(info.path.split('?').next().unwrap_or_default(), 128),
+            info.method,
+            denial.rejection.detail,
+            info.request_id
+        );
+    }
     let reply = response::deny_response(denial, &info.authority, requirements.required_scopes);
     let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
     if let Err(status) = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())) {
