@@ -474,3 +474,24 @@ fn wasm_imports_only_proxy_and_wasi() {
     assert!(unexpected.is_empty(), "unexpected imports: {unexpected:?}");
     assert!(imports.iter().any(|name| name.starts_with("env.proxy_")), "no proxy-wasm imports: {imports:?}");
 }
+
+/// Size budget of the size-optimized module (`wasm-opt -Oz`) that `make build` writes.
+const OPTIMIZED_WASM_MAX_BYTES: u64 = 600 * 1024;
+
+#[test]
+fn optimized_wasm_fits_budget_and_loads() {
+    let optimized = stack::wasm_path().with_file_name("idaas_jwt_filter.oz.wasm");
+    let bytes = std::fs::metadata(&optimized)
+        .unwrap_or_else(|error| panic!("{}: {error} (run `make build`)", optimized.display()))
+        .len();
+    assert!(bytes <= OPTIMIZED_WASM_MAX_BYTES, "{} is {bytes} bytes, over {OPTIMIZED_WASM_MAX_BYTES}", optimized.display());
+
+    // The optimized module must still load and configure: run make run's config with it.
+    let config = std::fs::read_to_string(stack::repo_root().join("envoy/envoy.yaml")).unwrap();
+    let relative_wasm = "target/wasm32-wasip1/release/idaas_jwt_filter.wasm";
+    assert!(config.contains(relative_wasm), "envoy/envoy.yaml no longer loads {relative_wasm}");
+    let config_path = work_dir().join("envoy-optimized.yaml");
+    std::fs::write(&config_path, config.replace(relative_wasm, &optimized.display().to_string())).unwrap();
+    let (status, log) = stack::validate_envoy_config("validate_envoy_optimized", &config_path).unwrap();
+    assert!(status.success(), "envoy --mode validate rejected the optimized module:\n{log}");
+}

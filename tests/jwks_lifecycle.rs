@@ -496,7 +496,7 @@ fn outage_on_cold_start_gives_503_then_recovers() {
         match reply {
             Ok(reply) if reply.status == 503 && reason_code(reply) == "jwks_unavailable" => {
                 let retry_after = reply.header("retry-after").and_then(|value| value.parse::<u64>().ok());
-                if !retry_after.is_some_and(|seconds| seconds >= 1) {
+                if retry_after.is_none_or(|seconds| seconds < 1) {
                     problems.push(format!("{}: 503 without a Retry-After of at least 1 s: {:?}", outage.name, reply.headers));
                 }
                 if *since_start < Duration::from_millis(OUTAGE_STARTUP_WAIT_MS) {
