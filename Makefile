@@ -107,6 +107,7 @@ test-e2e:
 	cargo test --test observability
 	cargo test --test hardening
 	cargo test --test backends
+	cargo test --test docs
 
 # Regenerates the attack corpus tests/corpus/attacks.json from the fixture keys (Node.js, built-in
 # modules only). ECDSA signatures are randomized, so each run changes those tokens.
@@ -122,7 +123,7 @@ clippy: deps-rust deps-clang
 # Runs each cargo-fuzz target in fuzz/ for FUZZ_SMOKE_SECONDS, starting from fuzz/seeds/<target>
 # and the saved crash inputs in fuzz/regressions/<target>; a panic, timeout or out-of-memory fails
 # the run. Needs no nightly toolchain: without a sanitizer, cargo-fuzz passes only stable rustc
-# flags. Debug assertions (-a) make integer overflow panic, as in a debug build.
+# flags. Debug assertions (cargo-fuzz's default, spelled out) make integer overflow panic.
 FUZZ_TARGETS := token jwks config claims
 FUZZ_SMOKE_SECONDS := 20
 FUZZ_BUILD_FLAGS := --sanitizer none --debug-assertions
@@ -145,7 +146,8 @@ fuzz-smoke:
 # happen even if the first fails; the target fails if either did.
 ENVOY_OLD_VERSION := 1.36.2
 ENVOY_OLD_VENV := .venv-envoy-1.36
-ENVOY_MATRIX_SUITES := --test e2e --test routes --test observability --test backends --test jwks_lifecycle
+ENVOY_MATRIX_SUITES := --test e2e --test routes --test observability --test backends --test jwks_lifecycle \
+	--test docs
 
 .PHONY: deps-envoy-old test-envoy-matrix
 
@@ -165,3 +167,11 @@ test-envoy-matrix: deps deps-envoy-old build
 	ENVOY_BIN=$(CURDIR)/$(ENVOY) cargo test --no-fail-fast $(ENVOY_MATRIX_SUITES) || failed="$$failed $(ENVOY_VERSION)"; \
 	if [ -n "$$failed" ]; then echo "test-envoy-matrix: failures on Envoy$$failed"; exit 1; fi; \
 	echo "test-envoy-matrix: passed on Envoy $(ENVOY_OLD_VERSION) and $(ENVOY_VERSION)"
+
+# Throughput, latency, memory and cold-start benchmark of the filter against an empty Wasm filter
+# and Envoy's native jwt_authn, in one Envoy on 127.0.0.1; writes docs/benchmarks.md. Takes about
+# five minutes (bench/run.py lists the settings). Not part of `make test`.
+.PHONY: bench
+bench: deps-rust deps-envoy
+	@$(call apt_install_missing,wrk:wrk node:nodejs openssl:openssl)
+	python3 bench/run.py

@@ -37,9 +37,7 @@ mod stack;
 #[path = "e2e/tokens.rs"]
 mod tokens;
 
-use std::process::Command;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
@@ -55,7 +53,6 @@ const CHAT_PATH: &str = "/v1/chat/completions";
 const MODELS_PATH: &str = "/v1/models";
 const HEALTH_PATH: &str = "/healthz";
 const TENANT_HOST: &str = "api.tenant.example.com";
-const TOOL_TIMEOUT_SECONDS: u64 = 60;
 
 // --- Tokens and requests ---
 
@@ -524,10 +521,6 @@ fn envoy_log_has_no_token_or_api_key() {
 
 // --- Documented configurations ---
 
-fn documented_env(name: &str) -> Option<String> {
-    (name == API_KEY_VARIABLE).then(|| API_KEY.to_owned())
-}
-
 #[test]
 fn documented_json_configs_parse() {
     let snippets = snippets::all_snippets(&stack::repo_root());
@@ -536,7 +529,7 @@ fn documented_json_configs_parse() {
 
     let mut failures = Vec::new();
     for snippet in json_snippets {
-        let result = idaas_jwt_filter::higress::parse_plugin_config(snippet.text.as_bytes(), &documented_env);
+        let result = idaas_jwt_filter::higress::parse_plugin_config(snippet.text.as_bytes(), &snippets::documented_env);
         match (result, snippet.marked_invalid) {
             (Ok(_), false) | (Err(_), true) => {}
             (Ok(_), true) => failures.push(format!("{}: marked invalid but accepted", snippet.location())),
@@ -546,68 +539,13 @@ fn documented_json_configs_parse() {
     assert!(failures.is_empty(), "documented configs:\n{}", failures.join("\n"));
 }
 
-/// Loads every ```yaml block with PyYAML and returns each block's documents as JSON.
-fn load_yaml_snippets(snippets: &[&snippets::Snippet]) -> Vec<Vec<Value>> {
-    let script = "import json, sys, yaml\n\
-                  for path in sys.argv[1:]:\n\
-                  \x20   with open(path) as file:\n\
-                  \x20       print('YAML-DOCUMENTS ' + json.dumps(list(yaml.safe_load_all(file))))\n";
-    // PyYAML lives in the project's .venv (`make deps-envoy` installs it there).
-    let mut command = Command::new(stack::repo_root().join(".venv/bin/python"));
-    command.arg("-c").arg(script);
-    for (index, snippet) in snippets.iter().enumerate() {
-        let path = work_dir().join(format!("routes_snippet_{index}.yaml"));
-        std::fs::write(&path, &snippet.text).unwrap();
-        command.arg(path);
-    }
-    let result = processes::run_to_completion(
-        "python3 yaml",
-        command,
-        &work_dir().join("routes_yaml_snippets.log"),
-        Duration::from_secs(TOOL_TIMEOUT_SECONDS),
-    );
-    let (status, output) = result.unwrap_or_else(|error| panic!("{error}"));
-    assert!(
-        status.success(),
-        "PyYAML could not load the YAML snippets (run `make deps-envoy`, which installs it into .venv):\n{output}"
-    );
-    let documents: Vec<Vec<Value>> = output
-        .lines()
-        .filter_map(|line| line.strip_prefix("YAML-DOCUMENTS "))
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert_eq!(documents.len(), snippets.len(), "python printed a result per snippet:\n{output}");
-    documents
-}
-
-/// Merges a Higress WasmPlugin's `defaultConfig` and `matchRules` into the one JSON object the
-/// plugin receives, as this filter expects Higress to: `ingress` becomes `_match_route_`,
-/// `domain` `_match_domain_` and `service` `_match_service_`.
-fn higress_plugin_json(spec: &Value) -> Value {
-    let mut merged = spec.get("defaultConfig").cloned().unwrap_or_else(|| json!({}));
-    let mut rules = Vec::new();
-    for rule in spec.get("matchRules").and_then(Value::as_array).into_iter().flatten() {
-        let mut entry = rule.get("config").cloned().unwrap_or_else(|| json!({}));
-        for (field, member) in [("ingress", "_match_route_"), ("domain", "_match_domain_"), ("service", "_match_service_")] {
-            if let Some(values) = rule.get(field) {
-                entry[member] = values.clone();
-            }
-        }
-        rules.push(entry);
-    }
-    if !rules.is_empty() {
-        merged["_rules_"] = Value::Array(rules);
-    }
-    merged
-}
-
 #[test]
 fn documented_yaml_loads_and_wasm_plugins_parse() {
     let snippets = snippets::all_snippets(&stack::repo_root());
     let yaml_snippets: Vec<_> = snippets.iter().filter(|snippet| snippet.language == "yaml").collect();
     assert!(!yaml_snippets.is_empty(), "expected YAML snippets in the docs");
 
-    let documents = load_yaml_snippets(&yaml_snippets);
+    let documents = snippets::load_yaml_snippets("routes", &yaml_snippets);
 
     let mut wasm_plugins = 0;
     let mut failures = Vec::new();
@@ -621,8 +559,8 @@ fn documented_yaml_loads_and_wasm_plugins_parse() {
             if spec["failStrategy"] != "FAIL_CLOSE" {
                 failures.push(format!("{}: failStrategy is {}, not FAIL_CLOSE", snippet.location(), spec["failStrategy"]));
             }
-            let plugin_json = higress_plugin_json(spec).to_string();
-            if let Err(error) = idaas_jwt_filter::higress::parse_plugin_config(plugin_json.as_bytes(), &documented_env) {
+            let plugin_json = snippets::wasm_plugin_config(document).to_string();
+            if let Err(error) = idaas_jwt_filter::higress::parse_plugin_config(plugin_json.as_bytes(), &snippets::documented_env) {
                 failures.push(format!("{}: the merged plugin config is rejected: {error}", snippet.location()));
             }
         }

@@ -130,11 +130,22 @@ pub fn spawn_envoy(name: &str, config: &Value) -> Result<ChildProcess, String> {
 /// Runs `envoy --mode validate` on `config_path` from the repository root, so relative paths in
 /// the config resolve as they do for `make run`.
 pub fn validate_envoy_config(name: &str, config_path: &Path) -> Result<(ExitStatus, String), String> {
+    validate_envoy_config_with_env(name, config_path, &[])
+}
+
+/// Runs `envoy --mode validate` like `validate_envoy_config`, with `environment` added to
+/// Envoy's environment (for configurations that read variables through `host_env_keys`).
+pub fn validate_envoy_config_with_env(
+    name: &str,
+    config_path: &Path,
+    environment: &[(&str, &str)],
+) -> Result<(ExitStatus, String), String> {
     let mut command = Command::new(envoy_bin());
     command
         .current_dir(repo_root())
         .args(["--mode", "validate", "--disable-hot-restart", "-c"])
-        .arg(config_path);
+        .arg(config_path)
+        .envs(environment.iter().copied());
     run_to_completion(
         name,
         command,
