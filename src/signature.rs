@@ -62,7 +62,7 @@ fn verify_rsa(
         .is_ok()
 }
 
-/// Which code verifies signatures (`signature_backend`).
+/// The code that verifies signatures (`signature_backend`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SignatureBackend {
     /// The host for every algorithm whose configure-time self-test passes, ring otherwise.
@@ -87,7 +87,7 @@ pub const HOST_ALGORITHMS: [Algorithm; 5] = [
 /// Name of Envoy's foreign function that verifies a signature with BoringSSL.
 pub const HOST_FUNCTION: &str = "verify_signature";
 
-/// Which algorithms go to the host, decided once at configure time.
+/// The algorithms that go to the host, decided once at configure time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BackendPlan {
     host: [bool; 9],
@@ -114,7 +114,7 @@ impl BackendPlan {
     }
 }
 
-/// What to send to the host for one signature check.
+/// The host call for one signature check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostCall {
     /// Call the host with these `VerifySignatureArguments` bytes.

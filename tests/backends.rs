@@ -49,7 +49,7 @@ const P256_ORDER: [u8; 32] = [
     0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
 ];
 
-/// A route whose provider fetches from `server` with `remote_settings` added to its
+/// Builds a route whose provider fetches from `server` with `remote_settings` added to its
 /// `remote_jwks`, and `settings` added to the top level of the plugin configuration.
 fn route(name: &str, server: &JwksServer, remote_settings: Value, settings: Value) -> Route {
     let mut source = json!({ "uri": server.jwks_uri(), "timeout_ms": 1500 });
@@ -165,7 +165,7 @@ fn host_and_wasm_backends_agree() {
 }
 
 #[test]
-fn cached_token_is_rejected_after_its_key_is_rotated_out() {
+fn cached_token_fails_after_key_rotation() {
     let server = JwksServer::start("cache-jwks", jwks_of(&[IDP_KEY_ID, UNPUBLISHED_KEY_ID]));
     // A 1 s TTL: the key set is refreshed after 0.8 to 0.9 s.
     let gateway = Gateway::start(

@@ -11,7 +11,7 @@ use crate::selftest_vectors;
 use crate::signature::{self, HostCall, HOST_ALGORITHMS, HOST_FUNCTION};
 
 /// Runs a known valid and a known invalid signature through the host for each algorithm it
-/// may take, and returns the algorithms whose both answers were right.
+/// may take, and returns the algorithms for which both results were right.
 pub fn self_test() -> Vec<Algorithm> {
     let mut passed = Vec::new();
     for vector in selftest_vectors::vectors() {
@@ -38,7 +38,7 @@ pub fn self_test() -> Vec<Algorithm> {
     passed
 }
 
-/// Verifies with the host; falls back to ring if the host call fails, so a host error never
+/// Verifies with the host, and with ring if the host call fails. A host error therefore never
 /// turns a valid signature into a rejection or an invalid one into an acceptance.
 pub fn verify_on_host(alg: Algorithm, key: &Jwk, message: &[u8], signature_bytes: &[u8]) -> bool {
     match signature::host_call(alg, key, message, signature_bytes) {
@@ -51,7 +51,7 @@ pub fn verify_on_host(alg: Algorithm, key: &Jwk, message: &[u8], signature_bytes
     }
 }
 
-/// Returns the host's answer for one signature, or `None` if the host could not answer.
+/// Returns the host's verdict on one signature, or `None` if the host call failed.
 fn ask_host(alg: Algorithm, key: &Jwk, message: &[u8], signature_bytes: &[u8]) -> Option<bool> {
     match signature::host_call(alg, key, message, signature_bytes) {
         HostCall::Request(arguments) => call(&arguments),

@@ -65,7 +65,7 @@ impl RequestInfo {
     }
 }
 
-/// Which configuration and route rule a request falls under.
+/// The configuration and route rule a request falls under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
     /// Index into the plugin configurations (0 is the global one).
@@ -81,7 +81,7 @@ pub struct WaitingRequest {
     pub source_index: usize,
     placement: Placement,
     info: RequestInfo,
-    /// When the request is answered even if the fetch has not ended.
+    /// Time at which the request gets its final response even if the fetch has not ended.
     deadline_ms: u64,
 }
 
@@ -276,7 +276,7 @@ fn route_requirements(config: &FilterConfig, placement: Placement) -> Option<&ro
     }
 }
 
-/// Registers a held request, and asks for a refetch when it waits for an unknown kid.
+/// Registers a held request, and requests a refetch when it waits for an unknown kid.
 fn hold(
     shared_cell: &Rc<RefCell<Shared>>,
     context_id: u32,
@@ -413,7 +413,7 @@ fn send_denial(config: &FilterConfig, requirements: &Requirements<'_>, denial: &
     }
 }
 
-/// Answers 503 when the filter cannot evaluate the request at all.
+/// Sends 503 when the filter cannot evaluate the request at all.
 fn send_unavailable(info: &RequestInfo) -> Action {
     let denial = unavailable_denial(None, "filter state unavailable");
     metrics::increment(&stats::denied(denial.rejection.reason.code(), stats::NO_PROVIDER), 1);

@@ -28,8 +28,8 @@ use crate::signature::{BackendPlan, SignatureBackend, HOST_ALGORITHMS};
 use crate::stats;
 use crate::jwks_cache::{self, FetchCause, FetchError, KeyState, RemoteKeyCache, UnknownKidDecision};
 
-/// How often the root context adopts keys fetched by other workers, starts due fetches and
-/// answers overdue requests.
+/// Period of the root context tick, which adopts keys fetched by other workers, starts due
+/// fetches and finishes overdue held requests.
 pub const TICK_PERIOD_MS: u64 = 250;
 
 /// A remote key set as one worker sees it. Providers (in any configuration) that fetch from
@@ -44,17 +44,17 @@ pub struct RemoteSource {
     shared_keys: SharedKeys,
     /// CAS token of the published key set this worker last adopted.
     seen_cas: Option<u32>,
-    /// Where the key set is, once a discovery document named it.
+    /// Location of the key set, once a discovery document named it.
     location: Option<JwksLocation>,
 }
 
-/// Where a provider's keys come from, as this worker holds them.
+/// Source of a provider's keys, with this worker's copy of them.
 pub enum KeySource {
     Local(Rc<KeySet>),
     Remote(Box<RemoteSource>),
 }
 
-/// What an in-flight HTTP call fetches.
+/// Kind of document an in-flight HTTP call fetches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FetchKind {
     Discovery,
@@ -433,7 +433,7 @@ impl RootContext for FilterRoot {
 }
 
 /// Adopts published key sets for the remote sources of configuration `config_index` that have
-/// no usable keys, so a worker does not answer 503 while another worker's keys wait for its
+/// no usable keys, so a worker does not send 503 while another worker's keys wait for its
 /// next tick. Reads shared data only for sources without keys. Returns the indexes of the
 /// sources whose keys changed; their held requests must be resumed.
 pub fn adopt_missing_keys(shared: &mut Shared, config_index: usize, now_ms: u64) -> Vec<usize> {
