@@ -79,6 +79,8 @@ fn stats_count_known_traffic_with_labels() {
     assert_eq!(http::get(listener_port, "/", Some(&format!("Bearer {foreign}"))).code(), "audience_not_allowed");
     sent_tokens.extend([expired, foreign]);
 
+    // Request counts reach Envoy's counters on the filter's next tick (every 250 ms).
+    std::thread::sleep(std::time::Duration::from_millis(1000));
     let stats = http::get(admin_port, "/stats?filter=idaas_jwt_filter", None).body;
     let expected = [
         ("wasmcustom.idaas_jwt_filter.allowed.provider.local", 3),

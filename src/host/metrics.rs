@@ -44,3 +44,66 @@ fn metric_id(name: &str, metric_type: MetricType) -> Option<u32> {
         }
     })
 }
+
+/// Request counts not yet added to the proxy's counters. Requests only bump these; `flush`
+/// adds them on the root context's tick, so a request makes no metric host call.
+#[derive(Default)]
+struct PendingCounts {
+    /// By provider name.
+    allowed: HashMap<String, i64>,
+    /// By reason code, then provider name.
+    denied: HashMap<&'static str, HashMap<String, i64>>,
+}
+
+thread_local! {
+    static PENDING: RefCell<PendingCounts> = RefCell::new(PendingCounts::default());
+}
+
+/// Counts an admitted request of `provider`.
+pub fn count_allowed(provider: &str) {
+    PENDING.with(|pending| {
+        if let Ok(mut pending) = pending.try_borrow_mut() {
+            bump(&mut pending.allowed, provider);
+        }
+    });
+}
+
+/// Counts a rejected request by reason code and provider.
+pub fn count_denied(reason_code: &'static str, provider: &str) {
+    PENDING.with(|pending| {
+        if let Ok(mut pending) = pending.try_borrow_mut() {
+            bump(pending.denied.entry(reason_code).or_default(), provider);
+        }
+    });
+}
+
+fn bump(counts: &mut HashMap<String, i64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(count) => *count += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
+    }
+}
+
+/// Adds the pending request counts to the proxy's counters.
+pub fn flush() {
+    let mut updates: Vec<(String, i64)> = Vec::new();
+    PENDING.with(|pending| {
+        if let Ok(mut pending) = pending.try_borrow_mut() {
+            for (provider, count) in pending.allowed.iter_mut().filter(|(_, count)| **count > 0) {
+                updates.push((crate::stats::allowed(provider), *count));
+                *count = 0;
+            }
+            for (reason, by_provider) in pending.denied.iter_mut() {
+                for (provider, count) in by_provider.iter_mut().filter(|(_, count)| **count > 0) {
+                    updates.push((crate::stats::denied(reason, provider), *count));
+                    *count = 0;
+                }
+            }
+        }
+    });
+    for (name, count) in updates {
+        increment(&name, count);
+    }
+}

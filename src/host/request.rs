@@ -308,20 +308,22 @@ fn enforce(config: &FilterConfig, placement: Placement, verdict: Verdict, info: 
     let requirements = Requirements::for_route(config, route_requirements(config, placement));
     match verdict {
         Verdict::Allow(verified) => {
-            let client = verified
-                .claims
-                .get("client_id")
-                .or_else(|| verified.claims.get("sub"))
-                .and_then(|value| value.as_str())
-                .unwrap_or("-");
-            metrics::increment(&stats::allowed(provider_name(config, Some(verified.provider_index))), 1);
-            debug!(
-                "request allowed: provider={} kid={} client={} request_id={}",
-                provider_name(config, Some(verified.provider_index)),
-                verified.kid.as_deref().unwrap_or("-"),
-                crate::jws::truncate(client, 64),
-                info.request_id
-            );
+            metrics::count_allowed(provider_name(config, Some(verified.provider_index)));
+            if log::log_enabled!(log::Level::Debug) {
+                let client = verified
+                    .claims
+                    .get("client_id")
+                    .or_else(|| verified.claims.get("sub"))
+                    .and_then(|value| value.as_str())
+                    .unwrap_or("-");
+                debug!(
+                    "request allowed: provider={} kid={} client={} request_id={}",
+                    provider_name(config, Some(verified.provider_index)),
+                    verified.kid.as_deref().unwrap_or("-"),
+                    crate::jws::truncate(client, 64),
+                    info.request_id
+                );
+            }
             match forward_to_upstream(config, &verified.claims, info) {
                 Ok(()) => Action::Continue,
                 Err(status) => {
@@ -391,7 +393,7 @@ fn send_denial(config: &FilterConfig, requirements: &Requirements<'_>, denial: &
         Some(_) => provider_name(config, denial.provider_index),
         None => stats::NO_PROVIDER,
     };
-    metrics::increment(&stats::denied(denial.rejection.reason.code(), provider), 1);
+    metrics::count_denied(denial.rejection.reason.code(), provider);
     if log::log_enabled!(log::Level::Debug) {
         let values: Vec<&str> = info.authorization.iter().map(String::as_str).collect();
         let ids = extractor::extract_bearer_token(&values).map(crate::jws::token_ids).unwrap_or_default();
@@ -416,7 +418,7 @@ fn send_denial(config: &FilterConfig, requirements: &Requirements<'_>, denial: &
 /// Sends 503 when the filter cannot evaluate the request at all.
 fn send_unavailable(info: &RequestInfo) -> Action {
     let denial = unavailable_denial(None, "filter state unavailable");
-    metrics::increment(&stats::denied(denial.rejection.reason.code(), stats::NO_PROVIDER), 1);
+    metrics::count_denied(denial.rejection.reason.code(), stats::NO_PROVIDER);
     let reply = response::deny_response(&denial, &info.authority, &[]);
     let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
     if let Err(status) = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())) {

@@ -421,6 +421,7 @@ impl RootContext for FilterRoot {
         if let Ok(mut state) = shared.try_borrow_mut() {
             report_cache_counts(&mut state);
         };
+        metrics::flush();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
