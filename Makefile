@@ -169,8 +169,9 @@ test-envoy-matrix: deps deps-envoy-old build
 	echo "test-envoy-matrix: passed on Envoy $(ENVOY_OLD_VERSION) and $(ENVOY_VERSION)"
 
 # Throughput, latency, memory and cold-start benchmark of the filter against an empty Wasm filter
-# and Envoy's native jwt_authn, in one Envoy on 127.0.0.1; writes docs/benchmarks.md. Takes about
-# five minutes (bench/run.py lists the settings). Not part of `make test`.
+# and Envoy's native jwt_authn, in one Envoy on 127.0.0.1; writes docs/benchmarks.md. Runs for about
+# four minutes, most of it fixed wrk durations (bench/run.py lists the settings). Not part of
+# `make test`.
 .PHONY: bench
 bench: deps-rust deps-envoy
 	@$(call apt_install_missing,wrk:wrk node:nodejs openssl:openssl)
