@@ -212,6 +212,26 @@ fn run_checks(
     Ok(verified)
 }
 
+/// Returns the provider at `provider_index` and a function that turns a rejection into a
+/// denial naming that provider.
+fn provider_context(
+    config: &FilterConfig,
+    provider_index: usize,
+) -> Result<(&crate::config::Provider, impl Fn(Rejection) -> Stop + Copy), Stop> {
+    let provider = config
+        .providers
+        .get(provider_index)
+        .ok_or_else(|| Rejection::new(Reason::IssuerUnknown, "provider index out of range"))?;
+    let with_provider = move |rejection: Rejection| {
+        Stop::Deny(Denial {
+            rejection,
+            provider_index: Some(provider_index),
+            retry_after_seconds: None,
+        })
+    };
+    Ok((provider, with_provider))
+}
+
 /// Steps 2 to 6: parses the token, checks its header, selects the provider and the key, and
 /// verifies the signature. The result depends only on the token, the configuration and the
 /// key set, so it may be cached.
@@ -220,17 +240,7 @@ fn verify_token(config: &FilterConfig, keys: &dyn KeyStore, token: &str) -> Resu
     let header = jws::check_header(&jws.header)?;
 
     let provider_index = select_provider(config, &jws.claims)?;
-    let with_provider = |rejection: Rejection| {
-        Stop::Deny(Denial {
-            rejection,
-            provider_index: Some(provider_index),
-            retry_after_seconds: None,
-        })
-    };
-    let provider = config
-        .providers
-        .get(provider_index)
-        .ok_or_else(|| Rejection::new(Reason::IssuerUnknown, "provider index out of range"))?;
+    let (provider, with_provider) = provider_context(config, provider_index)?;
 
     if !provider.allowed_algorithms.contains(&header.alg) {
         return Err(with_provider(Rejection::new(
@@ -309,17 +319,7 @@ fn verify_token(config: &FilterConfig, keys: &dyn KeyStore, token: &str) -> Resu
 /// audience, client allow-lists and scope. Runs on every request, cached or not.
 fn check_policy(config: &FilterConfig, verified: &Verified, now_seconds: i64, requirements: &Requirements<'_>) -> Result<(), Stop> {
     let provider_index = verified.provider_index;
-    let with_provider = |rejection: Rejection| {
-        Stop::Deny(Denial {
-            rejection,
-            provider_index: Some(provider_index),
-            retry_after_seconds: None,
-        })
-    };
-    let provider = config
-        .providers
-        .get(provider_index)
-        .ok_or_else(|| Rejection::new(Reason::IssuerUnknown, "provider index out of range"))?;
+    let (provider, with_provider) = provider_context(config, provider_index)?;
     if requirements.providers.is_some_and(|allowed| !allowed.contains(&provider_index)) {
         return Err(with_provider(Rejection::new(
             Reason::IssuerUnknown,
