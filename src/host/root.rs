@@ -31,6 +31,9 @@ use crate::jwks_cache::{self, FetchCause, FetchError, KeyState, RemoteKeyCache, 
 /// Period of the root context tick, which adopts keys fetched by other workers, starts due
 /// fetches and finishes overdue held requests.
 pub const TICK_PERIOD_MS: u64 = 250;
+/// Delay of the first tick after configure, which starts the first fetches soon after Envoy's
+/// clusters are ready instead of a whole tick period later.
+const FIRST_TICK_MS: u64 = 20;
 
 /// A remote key set as one worker sees it. Providers (in any configuration) that fetch from
 /// the same cluster and URI share one.
@@ -143,6 +146,8 @@ impl SharedData for HostSharedData {
 pub struct FilterRoot {
     shared: Option<Rc<RefCell<Shared>>>,
     random: SystemRandom,
+    /// Whether the tick runs at `TICK_PERIOD_MS` (after the early first tick).
+    regular_ticks: bool,
 }
 
 impl FilterRoot {
@@ -150,6 +155,7 @@ impl FilterRoot {
         FilterRoot {
             shared: None,
             random: SystemRandom::new(),
+            regular_ticks: false,
         }
     }
 
@@ -403,16 +409,21 @@ impl RootContext for FilterRoot {
         if !self.load_configuration(plugin_configuration_size) {
             return false;
         }
-        if let Err(status) = hostcalls::set_tick_period(Duration::from_millis(TICK_PERIOD_MS)) {
+        // The first fetch waits for the first tick: during on_configure on the main thread
+        // Envoy's clusters are not ready yet, and a call sent then is lost without a callback.
+        // That tick comes early; it then sets the regular period.
+        if let Err(status) = hostcalls::set_tick_period(Duration::from_millis(FIRST_TICK_MS)) {
             error!("could not set the tick period ({status:?}); remote key sets would never refresh");
             return false;
         }
-        // The first fetch waits for the first tick: during on_configure on the main thread
-        // Envoy's clusters are not ready yet, and a call sent then is lost without a callback.
+        self.regular_ticks = false;
         true
     }
 
     fn on_tick(&mut self) {
+        if !self.regular_ticks {
+            self.regular_ticks = hostcalls::set_tick_period(Duration::from_millis(TICK_PERIOD_MS)).is_ok();
+        }
         let Some(shared) = self.shared.clone() else {
             return;
         };
