@@ -114,8 +114,8 @@ impl From<Rejection> for Stop {
     }
 }
 
-/// What a token must carry on one route: the top-level settings with the matching rule's
-/// overrides applied.
+/// Requirements a token must meet on one route: the top-level settings with the matching
+/// rule's overrides applied.
 #[derive(Debug, Clone, Copy)]
 pub struct Requirements<'a> {
     pub required_scopes: &'a [String],
@@ -190,7 +190,7 @@ fn run_checks(
 ) -> Result<Rc<Verified>, Stop> {
     let token = extractor::extract_bearer_token(request.authorization)?;
 
-    // A cached verification stands in for steps 2 to 6; the policy checks below always run.
+    // A cached verification replaces steps 2 to 6, but the policy checks below always run.
     let mut cache = cache.map(|(cache, config_index)| (JwtCache::key(config_index, token), cache));
     let cached = cache
         .as_mut()

@@ -59,7 +59,7 @@ pub struct FilterConfig {
     /// Whether CORS preflight requests (`OPTIONS` with `Origin` and
     /// `Access-Control-Request-Method`) pass without a token (default true).
     pub bypass_cors_preflight: bool,
-    /// What the filter adds to an admitted request for the upstream.
+    /// Headers the filter sets on an admitted request for the upstream.
     pub upstream: UpstreamHeaders,
     /// Entries in each worker's verified-token cache; 0 disables it (default 1000).
     pub jwt_cache_size: usize,

@@ -30,7 +30,7 @@ pub struct RuleMatch {
     pub services: Vec<String>,
 }
 
-/// What the host knows about a request for rule selection. A property the host lacks is
+/// Request properties used for rule selection. A property the host lacks is
 /// `None`, which matches nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestRoute<'a> {

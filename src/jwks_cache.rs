@@ -25,7 +25,7 @@ use crate::jwks::{self, JwksError, KeySet, ParsedKeySet};
 pub const MAX_JWKS_BODY_BYTES: usize = 256 * 1024;
 /// First retry delay after a failed fetch; it doubles with each further failure.
 pub const INITIAL_BACKOFF_MS: u64 = 1_000;
-/// Longest retry delay.
+/// Maximum retry delay.
 pub const MAX_BACKOFF_MS: u64 = 30_000;
 /// Shortest TTL a `Cache-Control: max-age` can set.
 pub const MIN_TTL_MS: u64 = 30_000;
@@ -43,13 +43,13 @@ pub struct CacheSettings {
     pub timeout_ms: u64,
     /// How long past expiry keys are still served while refreshes fail.
     pub max_stale_ms: u64,
-    /// Least time between two refetches caused by unknown kids.
+    /// Minimum time between two refetches caused by unknown kids.
     pub kid_refetch_min_interval_ms: u64,
     /// How long requests wait for the first key set before they get 503.
     pub startup_wait_ms: u64,
 }
 
-/// Why a fetch did not produce a key set.
+/// Reason a fetch did not produce a key set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
     /// The host could not send the request (for example an unknown cluster).
@@ -148,7 +148,7 @@ pub enum KeyState {
     Expired,
 }
 
-/// Why a fetch is due.
+/// Cause of a due fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchCause {
     /// No key set yet.
@@ -183,7 +183,7 @@ pub struct KeySetRecord {
     pub expires_at_ms: u64,
 }
 
-/// What to do with a token whose `kid` is not in the cached set.
+/// Decision for a token whose `kid` is not in the cached set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownKidDecision {
     /// Start (or join) a refetch and hold the request until it ends.
@@ -425,7 +425,7 @@ impl RemoteKeyCache {
         self.last_kid_refetch_ms
     }
 
-    /// What a request for this provider's keys gets now.
+    /// Returns what a request for this provider's keys gets now.
     pub fn availability(&self, now_ms: u64) -> KeyAvailability {
         match (&self.record, self.key_state(now_ms)) {
             (Some(record), KeyState::Fresh | KeyState::Stale) => {

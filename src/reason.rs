@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// Why a request was not let through.
+/// Reason a request was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// No `Authorization` header.
@@ -17,7 +17,7 @@ pub enum Reason {
     TokenMalformed,
     /// Header `alg` is missing, `none`, symmetric (HS*) or not on the allow-list.
     AlgNotAllowed,
-    /// The header asks for a feature this filter does not implement (`crit`, `b64`).
+    /// The header requires a feature this filter does not implement (`crit`, `b64`).
     HeaderNotSupported,
     /// Header `typ` is not the provider's `require_typ`.
     TypeNotAllowed,

@@ -1,4 +1,4 @@
-//! What an admitted request carries to the upstream: claim headers, the verified payload, and
+//! Headers an admitted request carries to the upstream: claim headers, the verified payload, and
 //! the gateway's own credential in place of the client's token.
 //!
 //! Every header the filter sets is first removed from the incoming request, on every route
