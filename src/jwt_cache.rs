@@ -6,8 +6,7 @@
 //! dropped when the key that verified it leaves the key set. Only tokens that were admitted
 //! are stored.
 
-use std::collections::HashMap;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 use crate::authenticator::Verified;
@@ -23,13 +22,20 @@ pub type CacheKey = [u8; 32];
 struct Entry {
     verified: Rc<Verified>,
     exp_seconds: i64,
+    /// Use counter at the last access; matches the entry's newest item in `order`.
     last_used: u64,
 }
 
 /// Verified tokens of one worker.
+///
+/// Recency is kept in `order`, a queue of (key, use counter) items appended on every access.
+/// An item is current only if the entry's `last_used` still equals its counter; eviction pops
+/// stale items until it finds a current one. So insert, lookup and eviction take amortized
+/// constant time, and the queue is compacted when it grows past twice the capacity.
 pub struct JwtCache {
     capacity: usize,
     entries: HashMap<CacheKey, Entry>,
+    order: VecDeque<(CacheKey, u64)>,
     use_counter: u64,
     /// Lookups that found an entry, since the cache was created.
     pub hits: u64,
@@ -43,6 +49,7 @@ impl JwtCache {
         JwtCache {
             capacity,
             entries: HashMap::new(),
+            order: VecDeque::new(),
             use_counter: 0,
             hits: 0,
             misses: 0,
@@ -81,8 +88,10 @@ impl JwtCache {
         match self.entries.get_mut(key) {
             Some(entry) if now_seconds < entry.exp_seconds => {
                 entry.last_used = use_counter;
+                let verified = Rc::clone(&entry.verified);
                 self.hits += 1;
-                Some(Rc::clone(&entry.verified))
+                self.touch(*key, use_counter);
+                Some(verified)
             }
             Some(_) => {
                 self.entries.remove(key);
@@ -103,17 +112,19 @@ impl JwtCache {
             return;
         }
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
-            self.evict(now_seconds);
+            self.evict_least_recently_used();
         }
         self.use_counter += 1;
+        let use_counter = self.use_counter;
         self.entries.insert(
             key,
             Entry {
                 verified,
                 exp_seconds,
-                last_used: self.use_counter,
+                last_used: use_counter,
             },
         );
+        self.touch(key, use_counter);
     }
 
     /// Drops entries whose key is no longer in any current key set.
@@ -121,21 +132,25 @@ impl JwtCache {
         self.entries.retain(|_, entry| current.contains(&entry.verified.key_fingerprint));
     }
 
-    /// Removes expired entries, or else the least recently used one. A scan over at most
-    /// `capacity` entries, done only when the cache is full.
-    fn evict(&mut self, now_seconds: i64) {
-        let before = self.entries.len();
-        self.entries.retain(|_, entry| now_seconds < entry.exp_seconds);
-        if self.entries.len() < before {
-            return;
+    /// Records an access in the recency queue, compacting the queue when it holds more than
+    /// twice as many items as there are entries.
+    fn touch(&mut self, key: CacheKey, use_counter: u64) {
+        self.order.push_back((key, use_counter));
+        if self.order.len() > 2 * self.capacity + 64 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(key, counter)| entries.get(key).is_some_and(|entry| entry.last_used == *counter));
         }
-        let oldest = self
-            .entries
-            .iter()
-            .min_by_key(|(_, entry)| entry.last_used)
-            .map(|(key, _)| *key);
-        if let Some(key) = oldest {
-            self.entries.remove(&key);
+    }
+
+    /// Removes the least recently used entry. Expired entries need no scan: a lookup removes
+    /// them, and being old they are evicted early anyway.
+    fn evict_least_recently_used(&mut self) {
+        while let Some((key, counter)) = self.order.pop_front() {
+            if self.entries.get(&key).is_some_and(|entry| entry.last_used == counter) {
+                self.entries.remove(&key);
+                return;
+            }
         }
     }
 }
@@ -194,6 +209,35 @@ mod tests {
         assert!(cache.get(&b, 2).is_none(), "b was least recently used");
         assert!(cache.get(&a, 2).is_some());
         assert!(cache.get(&c, 2).is_some());
+    }
+
+    #[test]
+    fn recency_queue_stays_bounded_under_hits() {
+        let mut cache = JwtCache::new(4);
+        let keys: Vec<CacheKey> = (0..4).map(|index| JwtCache::key(0, &index.to_string())).collect();
+        for key in &keys {
+            cache.insert(*key, verified(1), 1000, 0);
+        }
+        for _ in 0..10_000 {
+            assert!(cache.get(&keys[0], 1).is_some());
+        }
+        assert!(cache.order.len() <= 2 * 4 + 64 + 1);
+        // keys[1] is now the least recently used entry.
+        cache.insert(JwtCache::key(0, "new"), verified(1), 1000, 1);
+        assert!(cache.get(&keys[1], 1).is_none());
+        assert!(cache.get(&keys[0], 1).is_some());
+        assert_eq!(cache.len(), 4);
+    }
+
+    #[test]
+    fn full_cache_keeps_its_capacity() {
+        let mut cache = JwtCache::new(100);
+        for index in 0..10_000 {
+            cache.insert(JwtCache::key(0, &index.to_string()), verified(1), 1000, 0);
+        }
+        assert_eq!(cache.len(), 100);
+        assert!(cache.get(&JwtCache::key(0, "9999"), 1).is_some());
+        assert!(cache.get(&JwtCache::key(0, "0"), 1).is_none());
     }
 
     #[test]
