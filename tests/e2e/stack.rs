@@ -166,6 +166,32 @@ pub struct Listeners {
     pub closed_jwks: u16,
 }
 
+/// Starts the local IdP on `idp_port` and the upstream stand-in on `upstream_port`, waits until
+/// both respond, and returns them with the IdP's issuer. Logs go to `<prefix>idp.log` and
+/// `<prefix>upstream.log` in the work directory.
+pub fn spawn_idp_and_upstream(prefix: &str, idp_port: u16, upstream_port: u16) -> Result<(ChildProcess, ChildProcess, String), String> {
+    let root = repo_root();
+    let mut idp_command = Command::new("node");
+    idp_command.current_dir(&root).arg("envoy/idp/idp.js").env("IDP_PORT", idp_port.to_string());
+    let idp = ChildProcess::spawn(&format!("{prefix}idp"), idp_command, &work_dir().join(format!("{prefix}idp.log")))?;
+
+    let mut upstream_command = Command::new("node");
+    upstream_command
+        .current_dir(&root)
+        .arg("envoy/upstream/upstream.js")
+        .env("UPSTREAM_PORT", upstream_port.to_string());
+    let upstream = ChildProcess::spawn(
+        &format!("{prefix}upstream"),
+        upstream_command,
+        &work_dir().join(format!("{prefix}upstream.log")),
+    )?;
+
+    let issuer = envoy_config::idp_issuer(idp_port);
+    wait_until_ready(&idp, &format!("{issuer}/.well-known/openid-configuration"))?;
+    wait_until_ready(&upstream, &format!("http://127.0.0.1:{upstream_port}/ready"))?;
+    Ok((idp, upstream, issuer))
+}
+
 pub struct Stack {
     pub issuer: String,
     pub token_endpoint: String,
@@ -188,7 +214,6 @@ pub fn stack() -> &'static Stack {
 impl Stack {
     fn start() -> Result<Stack, String> {
         check_prerequisites()?;
-        let root = repo_root();
         let ports = free_ports(8)?;
         let [idp_port, upstream_port, admin_port, closed_port, idp_listener, keep_token_listener, local_es256_listener, closed_jwks_listener] =
             ports[..]
@@ -196,20 +221,7 @@ impl Stack {
             return Err(format!("expected 8 ports, got {ports:?}"));
         };
 
-        let mut idp_command = Command::new("node");
-        idp_command.current_dir(&root).arg("envoy/idp/idp.js").env("IDP_PORT", idp_port.to_string());
-        let idp = ChildProcess::spawn("idp", idp_command, &work_dir().join("idp.log"))?;
-
-        let mut upstream_command = Command::new("node");
-        upstream_command
-            .current_dir(&root)
-            .arg("envoy/upstream/upstream.js")
-            .env("UPSTREAM_PORT", upstream_port.to_string());
-        let upstream = ChildProcess::spawn("upstream", upstream_command, &work_dir().join("upstream.log"))?;
-
-        let issuer = envoy_config::idp_issuer(idp_port);
-        wait_until_ready(&idp, &format!("{issuer}/.well-known/openid-configuration"))?;
-        wait_until_ready(&upstream, &format!("http://127.0.0.1:{upstream_port}/ready"))?;
+        let (idp, upstream, issuer) = spawn_idp_and_upstream("", idp_port, upstream_port)?;
 
         let listener_specs = [
             ListenerSpec { name: "idp".into(), port: idp_listener, plugin_config: envoy_config::idp_plugin_config(idp_port) },

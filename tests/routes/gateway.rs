@@ -6,7 +6,6 @@
 //! filters with the same `vm_id` and code, and then only one set of
 //! `vm_config.environment_variables` would apply.
 
-use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
@@ -176,26 +175,12 @@ fn higress_routes() -> Vec<Value> {
 
 impl Gateway {
     fn start() -> Result<Gateway, String> {
-        let root = stack::repo_root();
         let ports = free_ports(7)?;
         let [idp_port, upstream_port, admin_port, routes_port, scope_claims_port, no_cors_port, higress_port] = ports[..] else {
             return Err(format!("expected 7 ports, got {ports:?}"));
         };
 
-        let mut idp_command = Command::new("node");
-        idp_command.current_dir(&root).arg("envoy/idp/idp.js").env("IDP_PORT", idp_port.to_string());
-        let idp = ChildProcess::spawn("routes_idp", idp_command, &work_dir().join("routes_idp.log"))?;
-
-        let mut upstream_command = Command::new("node");
-        upstream_command
-            .current_dir(&root)
-            .arg("envoy/upstream/upstream.js")
-            .env("UPSTREAM_PORT", upstream_port.to_string());
-        let upstream = ChildProcess::spawn("routes_upstream", upstream_command, &work_dir().join("routes_upstream.log"))?;
-
-        let issuer = envoy_config::idp_issuer(idp_port);
-        wait_until_ready(&idp, &format!("{issuer}/.well-known/openid-configuration"))?;
-        wait_until_ready(&upstream, &format!("http://127.0.0.1:{upstream_port}/ready"))?;
+        let (idp, upstream, issuer) = stack::spawn_idp_and_upstream("routes_", idp_port, upstream_port)?;
 
         let api_key_env = [(API_KEY_VARIABLE, API_KEY)];
         let spec = |name: &str, port: u16, plugin_config: Value| ListenerSpec { name: name.into(), port, plugin_config };
