@@ -1,7 +1,7 @@
 //! The JWS signature algorithms this filter accepts, and the key family each one needs.
 //!
 //! Only asymmetric algorithms exist here: a gateway that accepted HS256 would let anyone who
-//! holds the public key (which is public) forge tokens. `none` is absent for the same reason.
+//! has the public key (which is public) forge tokens. `none` is absent for the same reason.
 
 use std::fmt;
 

@@ -1,6 +1,6 @@
 //! Filter configuration: parsing the plugin's JSON and validating it into `FilterConfig`.
 //!
-//! Every error names the field by its JSON path (`providers[0].audiences`) and says what to
+//! Every error names the field by its JSON path (`providers[0].audiences`) and states what to
 //! change. Unknown fields are not errors, because Higress adds its own (`_rules_`,
 //! `_match_route_`), but they are returned so the host can log them once.
 
@@ -63,7 +63,7 @@ pub struct FilterConfig {
     pub upstream: UpstreamHeaders,
     /// Entries in each worker's verified-token cache; 0 disables it (default 1000).
     pub jwt_cache_size: usize,
-    /// Which code verifies signatures (default `auto`).
+    /// The code that verifies signatures (default `auto`).
     pub signature_backend: SignatureBackend,
 }
 
@@ -109,7 +109,7 @@ pub struct Provider {
     pub client_ids: Option<Vec<String>>,
 }
 
-/// Where a provider's verification keys come from.
+/// Source of a provider's verification keys.
 #[derive(Debug, Clone)]
 pub enum JwksSource {
     /// Fetched over HTTP through a proxy cluster and cached (`remote_jwks` or `discovery`).
@@ -138,7 +138,7 @@ pub struct RemoteJwks {
     pub cache_duration_seconds: u64,
     /// How long past expiry keys are still served while refreshes fail.
     pub max_stale_seconds: u64,
-    /// Least time between two refetches caused by tokens with unknown kids.
+    /// Minimum time between two refetches caused by tokens with unknown kids.
     pub kid_refetch_min_interval_seconds: u64,
     /// How long requests wait for the first key set before they get 503.
     pub startup_wait_ms: u64,
@@ -164,7 +164,7 @@ impl RemoteJwks {
 pub struct ConfigError {
     /// JSON path of the offending field, such as `providers[0].audiences`.
     pub field: String,
-    /// What is wrong and how to fix it.
+    /// The problem and how to fix it.
     pub message: String,
 }
 

@@ -7,7 +7,7 @@ use crate::config::split_http_uri;
 use crate::json;
 use crate::jwks_cache::FetchError;
 
-/// Where the key set of a discovered provider is fetched from.
+/// Location of the key set of a discovered provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksLocation {
     pub uri: String,

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-/// Why a byte string is not an acceptable JSON object.
+/// Reason a byte string is not an acceptable JSON object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsonError {
     /// Not valid JSON text (includes duplicate members and excessive nesting).

@@ -120,7 +120,7 @@ pub struct ParsedKeySet {
     pub skipped: Vec<SkippedKey>,
 }
 
-/// Why a JWKS document was rejected as a whole.
+/// Reason a JWKS document was rejected as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksError {
     /// The text is not a JSON object.
@@ -148,7 +148,7 @@ impl fmt::Display for JwksError {
     }
 }
 
-/// How a token names its key: the header's `kid` (if any) and `alg`.
+/// The key a token names: the header's `kid` (if any) and `alg`.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyQuery<'a> {
     pub kid: Option<&'a str>,

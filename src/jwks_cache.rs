@@ -10,9 +10,9 @@
 //!
 //! Beside them, the fetch is `Idle`, `InFlight` (with a deadline) or in `Backoff` after a
 //! failure (1 s doubling to 30 s). A failed fetch never replaces or drops good keys. An
-//! unknown `kid` may start one refetch per `kid_refetch_min_interval`; kids still unknown
+//! unknown `kid` may start one refetch per `kid_refetch_min_interval`. Kids still unknown
 //! after it are remembered for that interval, so random kids cannot make the gateway hammer
-//! the IdP. The host performs the fetches; every time is passed in, in milliseconds since the
+//! the IdP. The host performs the fetches, and every time is passed in, in milliseconds since the
 //! Unix epoch.
 
 use std::fmt;

@@ -23,7 +23,7 @@ fn cache() -> RemoteKeyCache {
     RemoteKeyCache::new(SETTINGS, 0, None)
 }
 
-/// A cache that fetched `kids` at time 0 with refresh at 80% of the 600 s TTL.
+/// Builds a cache that fetched `kids` at time 0, with refresh at 80% of the 600 s TTL.
 fn loaded(kids: &[&str]) -> RemoteKeyCache {
     let mut cache = cache();
     cache.fetch_started(0);
@@ -84,7 +84,7 @@ fn jitter_places_refresh_between_80_and_90_percent() {
 }
 
 #[test]
-fn max_age_is_clamped_between_minimum_and_cache_duration() {
+fn max_age_is_clamped() {
     let cache = cache();
     assert_eq!(cache.new_record(0, key_set(&["k"]), Some(120), 0).expires_at_ms, 120_000);
     assert_eq!(cache.new_record(0, key_set(&["k"]), Some(5), 0).expires_at_ms, MIN_TTL_MS);
@@ -191,7 +191,7 @@ fn kids_join_a_fetch_in_flight() {
 }
 
 #[test]
-fn kid_still_missing_after_refetch_is_rejected_for_the_interval() {
+fn missing_kid_rejected_for_interval() {
     let mut cache = loaded(&["k1"]);
     cache.request_kid_refetch("ghost");
     cache.fetch_started(1_000);
@@ -222,7 +222,7 @@ fn refused_kid_refetch_rejects_kids_in_question() {
 }
 
 #[test]
-fn kid_refetch_by_another_worker_counts_for_the_limit() {
+fn other_workers_refetch_counts() {
     let mut cache = loaded(&["k1"]);
     cache.note_kid_refetch(10_000);
     let record = cache.new_record(10_300, key_set(&["k1"]), None, 0);

@@ -132,7 +132,7 @@ impl JwtCache {
         self.entries.retain(|_, entry| current.contains(&entry.verified.key_fingerprint));
     }
 
-    /// Records an access in the recency queue, compacting the queue when it holds more than
+    /// Records an access in the recency queue, compacting the queue when it contains more than
     /// twice as many items as there are entries.
     fn touch(&mut self, key: CacheKey, use_counter: u64) {
         self.order.push_back((key, use_counter));

@@ -94,7 +94,7 @@ fn full_match(regex: &regex_lite::Regex, text: &str) -> bool {
     regex.find(text).is_some_and(|found| found.start() == 0 && found.end() == text.len())
 }
 
-/// What a token must carry on a route; `None` fields keep the top-level value.
+/// Requirements a token must meet on a route. `None` fields keep the top-level value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteRequirements {
     pub required_scopes: Option<Vec<String>>,
@@ -105,7 +105,7 @@ pub struct RouteRequirements {
     pub providers: Option<Vec<usize>>,
 }
 
-/// What a matching rule does.
+/// Action of a matching rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteAction {
     /// No token needed (for example a health check).

@@ -186,8 +186,8 @@ fn cached_token_fails_after_key_rotation() {
     let (last, elapsed) = gateway.wait_for_ok("cache", &new_key_token, Duration::from_millis(100), Duration::from_secs(10));
     assert_eq!(last.as_ref().map(|reply| reply.status).ok(), Some(200), "new key never worked: {}", describe(&last));
 
-    // A kid refetch may have brought the new key before the scheduled refresh; wait until the
-    // old key is gone everywhere, then every request with the cached token must fail.
+    // A kid refetch may have brought the new key before the scheduled refresh. So wait until the
+    // old key is gone everywhere; then every request with the cached token must fail.
     std::thread::sleep(Duration::from_millis(2500));
     let mut accepted = 0;
     for _ in 0..20 {

@@ -673,7 +673,7 @@ fn library_verdict(config: &Value, remote_keys: bool, authorization: Option<&str
 }
 
 /// One e2e scenario: the configuration, whether remote providers get the IdP's keys, the
-/// `Authorization` value, and the verdict the e2e suite sees from Envoy.
+/// `Authorization` value, and the verdict the e2e suite gets from Envoy.
 struct Scenario {
     name: &'static str,
     config: Value,

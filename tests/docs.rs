@@ -299,7 +299,7 @@ fn jwks_sources(plugin_config: &Value) -> Vec<(String, String)> {
     sources
 }
 
-/// Whether some `ServiceEntry` in `resources` lists `host` with `port`.
+/// Returns whether some `ServiceEntry` in `resources` lists `host` with `port`.
 fn service_entry_defines(resources: &[&DocumentedYaml], host: &str, port: u64) -> bool {
     resources.iter().filter(|document| document.value["kind"] == "ServiceEntry").any(|document| {
         let spec = &document.value["spec"];
@@ -309,7 +309,7 @@ fn service_entry_defines(resources: &[&DocumentedYaml], host: &str, port: u64) -
     })
 }
 
-/// Whether some `DestinationRule` in `resources` originates TLS to `host` with `host` as SNI.
+/// Returns whether some `DestinationRule` in `resources` originates TLS to `host` with `host` as SNI.
 fn destination_rule_originates_tls(resources: &[&DocumentedYaml], host: &str) -> bool {
     resources.iter().filter(|document| document.value["kind"] == "DestinationRule").any(|document| {
         let spec = &document.value["spec"];

@@ -198,7 +198,7 @@ fn rotation_under_load_rejects_no_valid_token() {
     const MAX_REQUESTS_PER_THREAD: usize = 1500;
     const PAUSE_BETWEEN_REQUESTS_MS: u64 = 20;
     // An IdP that responds in 300 ms, as one in another region may. A refetch then stays in
-    // flight for more than one tick, so every other worker sees it start before its result.
+    // flight for more than one tick, so every other worker notes its start before its result.
     const JWKS_LATENCY_MS: u64 = 300;
     let server = JwksServer::start("rotation-jwks", jwks_of(&[KEY_1]));
     server.set_latency(Duration::from_millis(JWKS_LATENCY_MS));
@@ -255,7 +255,7 @@ fn rotation_under_load_rejects_no_valid_token() {
         client.join().expect("a load thread panicked");
     }
 
-    // Wait until a fetch that started after the drop has been answered, plus two ticks for
+    // Wait until a fetch that started after the drop has completed, plus two ticks for
     // every worker to adopt it.
     let refreshed_deadline = Instant::now() + Duration::from_secs(5);
     while !server.fetches().iter().any(|fetch| fetch.received_at > dropped_at && fetch.answered_at.is_some())

@@ -35,7 +35,7 @@ pub const TICK_PERIOD_MS: u64 = 250;
 /// clusters are ready instead of a whole tick period later.
 const FIRST_TICK_MS: u64 = 20;
 
-/// A remote key set as one worker sees it. Providers (in any configuration) that fetch from
+/// A remote key set in one worker's view. Providers (in any configuration) that fetch from
 /// the same cluster and URI share one.
 pub struct RemoteSource {
     /// Name of the first provider that uses it, for logs.
@@ -525,6 +525,7 @@ fn store_fetched(
     for skipped in &parsed.skipped {
         warn!("provider {}: JWKS from {}: skipping {skipped}", remote.name, remote.remote.uri);
     }
+
     let key_count = parsed.key_set.keys.len();
     let record = remote.cache.new_record(now_ms, parsed.key_set, max_age, jitter_permille);
     let published = PublishedKeys {
@@ -538,12 +539,14 @@ fn store_fetched(
     let missing = remote.cache.fetch_succeeded(now_ms, record);
     metrics::increment(&stats::per_provider("jwks_fetch_success", &remote.name), 1);
     record_key_gauges(remote, now_ms);
+
     if fetch_lease::publish(store, &remote.shared_keys.published, &published) {
         remote.seen_cas = store.get(&remote.shared_keys.published).map(|(_, cas)| cas);
     } else {
         warn!("provider {}: could not publish the key set to the other workers", remote.name);
     }
     fetch_lease::release(store, &remote.shared_keys.lease, worker_id, now_ms, true);
+
     info!(
         "provider {}: loaded {key_count} keys from {} ({} skipped); TTL {ttl_seconds} s, refresh in {refresh_seconds} s{}",
         remote.name,

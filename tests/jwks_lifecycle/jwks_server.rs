@@ -27,7 +27,7 @@ pub const HUGE_BODY_BYTES: usize = 10 * 1024 * 1024;
 const ACCEPT_POLL_INTERVAL_MS: u64 = 5;
 const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 const IDLE_CONNECTION_TIMEOUT_SECONDS: u64 = 10;
-/// Longest time a `Fault::Hang` response is held back before the connection is closed unanswered.
+/// Maximum time a `Fault::Hang` response is held back before the connection is closed unanswered.
 const MAX_HANG_SECONDS: u64 = 10;
 const HANG_POLL_INTERVAL_MS: u64 = 20;
 
@@ -214,7 +214,7 @@ impl Upstream {
 pub enum Fault {
     /// The listening socket is closed: connections are refused.
     Down,
-    /// The request is read and never answered (until the fault changes or `MAX_HANG_SECONDS`).
+    /// The request is read and gets no response (until the fault changes or `MAX_HANG_SECONDS`).
     Hang,
     /// 500 with a JSON error body.
     ServerError,

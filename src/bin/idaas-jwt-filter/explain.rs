@@ -247,7 +247,7 @@ fn print_steps(replay: &Replay) {
 }
 
 /// Builds the denial the filter sends for a request still held when its wait ends. The tool's
-/// key store never asks to wait, so this branch only keeps the tool complete.
+/// key store never requests a wait, so this branch only keeps the tool complete.
 fn denial_at_deadline(provider_index: usize, kid: Option<String>) -> Denial {
     let (rejection, retry_after_seconds) = match kid {
         Some(kid) => (
