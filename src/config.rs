@@ -57,7 +57,8 @@ pub struct FilterConfig {
     /// Per-route requirements; the first matching rule applies.
     pub rules: Vec<RouteRule>,
     /// Whether CORS preflight requests (`OPTIONS` with `Origin` and
-    /// `Access-Control-Request-Method`) pass without a token (default true).
+    /// `Access-Control-Request-Method`, and no `Authorization`) pass without a token
+    /// (default true).
     pub bypass_cors_preflight: bool,
     /// Headers the filter sets on an admitted request for the upstream.
     pub upstream: UpstreamHeaders,

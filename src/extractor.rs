@@ -44,6 +44,13 @@ pub fn extract_bearer_token<'a>(authorization_values: &[&'a str]) -> Result<&'a 
     if token.is_empty() {
         return Err(Rejection::new(Reason::TokenMalformed, "Bearer token is empty"));
     }
+    if token.contains(',') {
+        // Envoy joins repeated Authorization headers into one value with commas.
+        return Err(Rejection::new(
+            Reason::TokenMalformed,
+            "token contains a comma: several Authorization headers joined into one, or a malformed token; exactly one header with one token is allowed",
+        ));
+    }
     if token.len() > MAX_TOKEN_BYTES {
         return Err(Rejection::new(
             Reason::TokenMalformed,
@@ -74,6 +81,13 @@ mod tests {
     #[test]
     fn missing_header_is_token_missing() {
         assert_eq!(reason_of(&[]), Reason::TokenMissing);
+    }
+
+    #[test]
+    fn joined_authorization_values_are_malformed() {
+        let rejection = extract_bearer_token(&["Bearer a.b.c,Bearer d.e.f"]).unwrap_err();
+        assert_eq!(rejection.reason, Reason::TokenMalformed);
+        assert!(rejection.detail.contains("comma"), "{}", rejection.detail);
     }
 
     #[test]

@@ -337,6 +337,21 @@ fn cors_preflight_passes_without_token() {
 }
 
 #[test]
+fn preflight_with_authorization_is_authenticated() {
+    // A preflight never carries credentials, so one that does is checked like any request.
+    let mut headers = preflight_headers().to_vec();
+    headers.push(("authorization", "Bearer not-a-jwt"));
+    let reply = call(gateway().listeners.routes, "OPTIONS", CHAT_PATH, &headers);
+    assert_denied(&reply, 401, "token_malformed");
+
+    let token = bearer(&mint_with_scope(DEFAULT_SCOPE));
+    headers.pop();
+    headers.push(("authorization", token.as_str()));
+    let reply = call(gateway().listeners.routes, "OPTIONS", CHAT_PATH, &headers);
+    assert_reached_upstream(&reply, "OPTIONS", CHAT_PATH);
+}
+
+#[test]
 fn options_without_origin_needs_token() {
     let reply = call(gateway().listeners.routes, "OPTIONS", CHAT_PATH, &[("access-control-request-method", "POST")]);
 

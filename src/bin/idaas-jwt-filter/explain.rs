@@ -58,9 +58,9 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
     };
     println!("  configuration  {}", describe_selection(plugin, config_index, &request_route));
 
-    if config.bypass_cors_preflight && is_cors_preflight(options) {
+    if config.bypass_cors_preflight && authorization.is_empty() && is_cors_preflight(options) {
         return Ok(print_pass(
-            "a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) passes without a token; bypass_cors_preflight is true",
+            "a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method, no Authorization) passes without a token; bypass_cors_preflight is true",
         ));
     }
 
