@@ -191,7 +191,10 @@ fn run_checks(
     let token = extractor::extract_bearer_token(request.authorization)?;
 
     // A cached verification replaces steps 2 to 6, but the policy checks below always run.
-    let mut cache = cache.map(|(cache, config_index)| (JwtCache::key(config_index, token), cache));
+    // A disabled cache (`jwt_cache_size: 0`) costs nothing: no key is computed.
+    let mut cache = cache
+        .filter(|(cache, _)| cache.is_enabled())
+        .map(|(cache, config_index)| (JwtCache::key(config_index, token), cache));
     let cached = cache
         .as_mut()
         .and_then(|(key, cache)| cache.get(key, request.now_seconds));
