@@ -6,6 +6,7 @@
 //   jwks.json             every benchmark key: RS256 and PS256 (one RSA-2048 key under two kids,
 //                         because a JWK with "alg" only matches that algorithm), ES256 and EdDSA
 //   tokens.json           one valid token per algorithm: {"RS256": "...", "ES256": "...", ...}
+//   rs256-spki.b64        the RS256 public key as base64 DER SubjectPublicKeyInfo
 //   distinct-rs256.txt    DISTINCT_COUNT different valid RS256 tokens, one a line
 //   memory-es256.txt      MEMORY_COUNT different valid ES256 tokens, one a line. ES256, because
 //                         node signs ES256 about ten times faster than RS256 on the same machine.
@@ -93,5 +94,8 @@ mkdirSync(outDir, { recursive: true });
 writeFileSync(join(outDir, "jwks.json"), JSON.stringify(jwks, null, 2) + "\n");
 const single = Object.fromEntries(Object.keys(signers).map((alg) => [alg, mintToken(alg, `single-${alg}`)]));
 writeFileSync(join(outDir, "tokens.json"), JSON.stringify(single, null, 2) + "\n");
+// The floor filter takes the RS256 public key as base64 DER SubjectPublicKeyInfo.
+const rsaSpki = createPublicKey(rsaKey).export({ type: "spki", format: "der" }).toString("base64");
+writeFileSync(join(outDir, "rs256-spki.b64"), rsaSpki + "\n");
 writeFileSync(join(outDir, "distinct-rs256.txt"), mintLines("RS256", "distinct", distinctCount));
 writeFileSync(join(outDir, "memory-es256.txt"), mintLines("ES256", "memory", memoryCount));

@@ -16,7 +16,7 @@ Run from anywhere with `make bench` or `python3 bench/run.py`. The script
 7. prints the results and writes them to docs/benchmarks.md.
 
 Everything listens on 127.0.0.1 only. Environment variables override the run length:
-BENCH_SECONDS (per listener and round, default 5), BENCH_ROUNDS (2), BENCH_WARMUP_SECONDS (1),
+BENCH_SECONDS (per listener and round, default 3), BENCH_ROUNDS (4), BENCH_WARMUP_SECONDS (1),
 BENCH_CONNECTIONS (4), BENCH_DISTINCT_TOKENS (5000), BENCH_MEMORY_TOKENS (100000).
 """
 
@@ -50,6 +50,8 @@ ENVOY = REPO / ".venv" / "bin" / "envoy"
 FILTER_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "idaas_jwt_filter.wasm"
 EMPTY_FILTER_TARGET_DIR = WORK_DIR / "empty-filter"
 EMPTY_WASM = EMPTY_FILTER_TARGET_DIR / "wasm32-wasip1" / "release" / "bench_empty_filter.wasm"
+FLOOR_FILTER_TARGET_DIR = WORK_DIR / "floor-filter"
+FLOOR_WASM = FLOOR_FILTER_TARGET_DIR / "wasm32-wasip1" / "release" / "bench_floor_filter.wasm"
 ED25519_KEY = BENCH_DIR / "keys" / "bench-ed25519-1.key.pem"
 ROTATE_SCRIPT = BENCH_DIR / "rotate_tokens.lua"
 
@@ -71,8 +73,8 @@ def env_int(name: str, default: int, minimum: int) -> int:
     return value
 
 
-SECONDS = env_int("BENCH_SECONDS", 5, 1)
-ROUNDS = env_int("BENCH_ROUNDS", 2, 1)
+SECONDS = env_int("BENCH_SECONDS", 3, 1)
+ROUNDS = env_int("BENCH_ROUNDS", 4, 1)
 WARMUP_SECONDS = env_int("BENCH_WARMUP_SECONDS", 1, 0)
 CONNECTIONS = env_int("BENCH_CONNECTIONS", 4, 1)
 # More distinct tokens than the filter's cache holds, so with LRU every request misses.
@@ -99,16 +101,17 @@ class Listener:
 
     key: str
     description: str
-    filter_kind: str  # "none", "empty", "native" or "ours"
+    filter_kind: str  # "none", "empty", "floor", "native" or "ours"
     algorithm: str | None = None  # the token's alg; None sends no Authorization header
     distinct_tokens: bool = False
     native_cache: bool = False
     plugin_settings: dict = field(default_factory=dict)
+    floor_mode: str = ""  # the floor filter's configuration words (bench/floor-filter)
     port: int = 0
 
     @property
     def requires_jwt(self) -> bool:
-        return self.filter_kind in ("native", "ours")
+        return self.filter_kind in ("native", "ours") or "verify" in self.floor_mode.split()
 
     @property
     def stat_prefix(self) -> str:
@@ -119,9 +122,15 @@ def ours(key: str, description: str, algorithm: str, **settings) -> Listener:
     return Listener(key, description, "ours", algorithm, plugin_settings=settings)
 
 
+def floor(key: str, description: str, mode: str) -> Listener:
+    return Listener(key, description, "floor", "RS256", floor_mode=mode)
+
+
 LISTENERS = [
     Listener("1", "passthrough: router only", "none"),
     Listener("2", "empty Rust proxy-wasm filter", "empty"),
+    floor("2-strip", "floor: reads Authorization, removes it", "strip"),
+    floor("2-strip-sha", "floor: reads Authorization, SHA-256 of it, removes it", "strip sha256"),
     Listener("3-rs256", "native jwt_authn, no JWT cache, RS256", "native", "RS256"),
     Listener("3-es256", "native jwt_authn, no JWT cache, ES256", "native", "ES256"),
     Listener("4-rs256", "native jwt_authn, jwt_cache_config, RS256", "native", "RS256", native_cache=True),
@@ -132,6 +141,7 @@ LISTENERS = [
          jwt_cache_size=CACHE_SIZE, signature_backend="auto"),
     ours("6-rs256-host", "ours, cache off, host backend, RS256", "RS256",
          jwt_cache_size=0, signature_backend="host"),
+    floor("6-floor-rs256", "floor: reads Authorization, verify_signature on the host, removes it", "strip verify"),
     ours("6-rs256-wasm", "ours, cache off, wasm backend, RS256", "RS256",
          jwt_cache_size=0, signature_backend="wasm"),
     ours("6-es256-host", "ours, cache off, host backend, ES256", "ES256",
@@ -157,6 +167,11 @@ RATIOS = [
     ("6-rs256-wasm", "3-rs256", None, "6wasm/3 RS256: ring in the VM vs native, no caches"),
     ("6-es256-wasm", "3-es256", None, "6wasm/3 ES256: ring in the VM vs native, no caches"),
     ("8-rs256", "3-rs256", 0.9, "8/3 RS256: distinct tokens (cache misses) vs native, no cache"),
+    # Where the time goes: the floor filter makes only the host calls any such filter must make.
+    ("2-strip", "2", None, "floor 2-strip/2: reading and removing Authorization vs empty Wasm filter"),
+    ("5-rs256", "2-strip-sha", None, "5/2-strip-sha RS256: cached token vs the floor of a cache hit"),
+    ("6-floor-rs256", "3-rs256", None, "6floor/3 RS256: the floor of a host signature check vs native, no caches"),
+    ("6-rs256-host", "6-floor-rs256", None, "6host/6floor RS256: our host-backend path vs its floor"),
 ]
 
 
@@ -238,11 +253,12 @@ def build() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found on PATH: run `make bench`, which installs wrk and Node.js")
     run_checked(["make", "--no-print-directory", "build"], cwd=REPO)
-    run_checked(
-        ["cargo", "build", "--release", "--target", "wasm32-wasip1",
-         "--manifest-path", str(BENCH_DIR / "empty-filter" / "Cargo.toml")],
-        env={**os.environ, "CARGO_TARGET_DIR": str(EMPTY_FILTER_TARGET_DIR)},
-    )
+    for crate, target_dir in (("empty-filter", EMPTY_FILTER_TARGET_DIR), ("floor-filter", FLOOR_FILTER_TARGET_DIR)):
+        run_checked(
+            ["cargo", "build", "--release", "--target", "wasm32-wasip1",
+             "--manifest-path", str(BENCH_DIR / crate / "Cargo.toml")],
+            env={**os.environ, "CARGO_TARGET_DIR": str(target_dir)},
+        )
     if not ED25519_KEY.exists():
         # A public test-only key, described in bench/keys/README.md.
         run_checked(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(ED25519_KEY)])
@@ -273,9 +289,9 @@ def router_filter() -> dict:
     }
 
 
-def wasm_filter(vm_id: str, wasm_path: Path, configuration: dict | None) -> dict:
+def wasm_filter(vm_id: str, wasm_path: Path, configuration: dict | str | None, name: str | None = None) -> dict:
     config = {
-        "name": vm_id,
+        "name": name or vm_id,
         "root_id": vm_id,
         "vm_config": {
             "vm_id": vm_id,
@@ -286,7 +302,7 @@ def wasm_filter(vm_id: str, wasm_path: Path, configuration: dict | None) -> dict
     if configuration is not None:
         config["configuration"] = {
             "@type": "type.googleapis.com/google.protobuf.StringValue",
-            "value": json.dumps(configuration),
+            "value": configuration if isinstance(configuration, str) else json.dumps(configuration),
         }
     return {
         "name": "envoy.filters.http.wasm",
@@ -358,6 +374,11 @@ def listener_filters(listener: Listener, jwks: dict) -> list[dict]:
         return [wasm_filter("bench_empty_filter", EMPTY_WASM, None)]
     if listener.filter_kind == "native":
         return [native_jwt_filter(jwks, listener.native_cache)]
+    if listener.filter_kind == "floor":
+        mode = listener.floor_mode
+        if "verify" in mode.split():
+            mode = mode.replace("verify", "verify " + (TOKEN_DIR / "rs256-spki.b64").read_text().strip())
+        return [wasm_filter("bench_floor_filter", FLOOR_WASM, mode, name="bench_floor_" + listener.stat_prefix)]
     configuration = plugin_configuration({"local_jwks": jwks}, listener.plugin_settings)
     return [wasm_filter("idaas_jwt_filter", FILTER_WASM, configuration)]
 
@@ -667,7 +688,8 @@ class ListenerResults:
 
     @property
     def requests_per_second(self) -> float:
-        return statistics.mean(result.requests_per_second for result in self.rounds)
+        # The median, so one round slowed by a neighbour on the shared machine does not move it.
+        return statistics.median(result.requests_per_second for result in self.rounds)
 
 
 def measure_listeners(envoy: Envoy, tokens: dict) -> dict[str, ListenerResults]:
@@ -815,8 +837,29 @@ def ratio_lines(results: dict[str, ListenerResults]) -> list[tuple[str, float, s
     return lines
 
 
+# (minuend, subtrahend, label): differences of time per request that split the cost into parts.
+COST_PARTS = [
+    ("2", "1", "calls into the Wasm VM on each request (empty filter vs router only)"),
+    ("2-strip", "2", "reading and removing `Authorization` (host calls)"),
+    ("2-strip-sha", "2-strip", "SHA-256 of the header inside the VM"),
+    ("5-rs256", "2-strip-sha", "our cache-hit work beyond that floor"),
+    ("6-floor-rs256", "2-strip", "one `verify_signature` call, RS256"),
+    ("6-rs256-host", "6-floor-rs256", "our cache-miss work beyond that floor"),
+    ("3-rs256", "1", "everything native jwt_authn does without its cache, RS256"),
+]
+
+
+def cost_table(results: dict[str, ListenerResults]) -> list[str]:
+    """Return the COST_PARTS rows: the difference of 1 / (req/s) between two listeners, in µs."""
+    rows = ["| part | listeners | µs per request |", "|---|---|---:|"]
+    for minuend, subtrahend, label in COST_PARTS:
+        difference = 1e6 / results[minuend].requests_per_second - 1e6 / results[subtrahend].requests_per_second
+        rows.append(f"| {label} | {minuend} − {subtrahend} | {difference:.1f} |")
+    return rows
+
+
 def results_table(results: dict[str, ListenerResults]) -> list[str]:
-    rows = ["| listener | case | req/s (mean) | req/s per round | p50 ms | p99 ms | non-2xx | cache hit / miss |",
+    rows = ["| listener | case | req/s (median) | req/s per round | p50 ms | p99 ms | non-2xx | cache hit / miss |",
             "|---|---|---:|---|---:|---:|---:|---|"]
     for listener in LISTENERS:
         entry = results[listener.key]
@@ -874,7 +917,7 @@ def write_document(context: dict, results: dict[str, ListenerResults], memory: M
         "",
         "### Throughput and latency",
         "",
-        "req/s is the mean of the rounds; p50 and p99 are the means of the rounds' values. The cache",
+        "req/s is the median of the rounds; p50 and p99 are the means of the rounds' values. The cache",
         "column adds up the increase of the filter's `jwt_cache_hit` and `jwt_cache_miss` counters",
         "over the measured rounds (jwt_authn's own counters on the native listeners; \"-\" where the",
         "filter has no such counters).",
@@ -886,6 +929,14 @@ def write_document(context: dict, results: dict[str, ListenerResults], memory: M
         "| ratio | value | target |",
         "|---|---:|---|",
         *(f"| {label} | {value:.2f} | {verdict} |" for label, value, verdict in ratios),
+        "",
+        "### Cost per request",
+        "",
+        "With Envoy's one worker busy all the time, 1 / (req/s) approximates the worker's time per",
+        "request, so the difference between two listeners estimates what the extra work costs. These",
+        "are estimates from the medians above; two runs can differ by several µs.",
+        "",
+        *cost_table(results),
         "",
         "### Memory",
         "",
@@ -923,6 +974,12 @@ def write_document(context: dict, results: dict[str, ListenerResults], memory: M
         f"the scope `{SCOPE}`, which every token carries, but jwt_authn has no scope check. Before",
         "measuring, the script checks that each JWT listener returns 401 without a token and with a",
         "tampered signature, and 200 with the valid token.",
+        "",
+        "Listeners 2-strip, 2-strip-sha and 6-floor-rs256 run bench/floor-filter, which checks no",
+        "claims. It reads `Authorization` and removes it, the host calls any bearer-token filter in",
+        "Envoy must make. Listener 2-strip-sha also hashes the header with SHA-256, as our cache does on",
+        "each request, and 6-floor-rs256 checks the RS256 signature with `verify_signature`. They show",
+        "how much of our filter's cost is those calls and how much is its own work.",
         "",
         "Tokens are minted by bench/mint_tokens.mjs (node:crypto) and expire in 2100. Listener 8-rs256",
         f"rotates {DISTINCT_TOKENS} distinct RS256 tokens with bench/rotate_tokens.lua, more than its cache",

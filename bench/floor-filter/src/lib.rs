@@ -1,0 +1,133 @@
+//! A benchmark-only HTTP filter that makes the host calls every JWT filter in Envoy must make,
+//! and nothing else. `make bench` runs it beside the JWT filter, so the report can show how
+//! much of the filter's cost is these calls and how much is the filter's own work.
+//!
+//! The plugin configuration is a list of words:
+//! - `strip`: read `Authorization` and remove it (the least a filter that checks a bearer
+//!   token and keeps it from the upstream can do);
+//! - `sha256`: also hash the header value with SHA-256 (what the verified-token cache does on
+//!   every request);
+//! - `verify <base64 SPKI DER>`: also check the token's RS256 signature with Envoy's
+//!   `verify_signature` foreign function against that key, and send 401 if it does not verify.
+//!
+//! It checks nothing else (no claims, no expiry) and must never guard real traffic.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Warn);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(FloorRoot { settings: Rc::new(Settings::default()) }) });
+}}
+
+#[derive(Default)]
+struct Settings {
+    strip: bool,
+    sha256: bool,
+    /// DER SubjectPublicKeyInfo of the RS256 key, when signatures are checked.
+    verify_key: Option<Vec<u8>>,
+}
+
+impl Settings {
+    fn parse(text: &str) -> Option<Settings> {
+        let mut settings = Settings::default();
+        let mut words = text.split_whitespace();
+        while let Some(word) = words.next() {
+            match word {
+                "strip" => settings.strip = true,
+                "sha256" => settings.sha256 = true,
+                "verify" => settings.verify_key = Some(STANDARD.decode(words.next()?).ok()?),
+                _ => return None,
+            }
+        }
+        Some(settings)
+    }
+}
+
+struct FloorRoot {
+    settings: Rc<Settings>,
+}
+
+impl Context for FloorRoot {}
+
+impl RootContext for FloorRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let text = self.get_plugin_configuration().unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        match Settings::parse(&text) {
+            Some(settings) => {
+                self.settings = Rc::new(settings);
+                true
+            }
+            None => {
+                let message = format!("invalid floor filter configuration {text:?}: expected the words strip, sha256 and verify <base64 SPKI DER>");
+                let _ = hostcalls::log(LogLevel::Error, &message);
+                false
+            }
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(FloorFilter { settings: Rc::clone(&self.settings) }))
+    }
+}
+
+struct FloorFilter {
+    settings: Rc<Settings>,
+}
+
+impl Context for FloorFilter {}
+
+impl HttpContext for FloorFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let settings = &self.settings;
+        if !settings.strip {
+            return Action::Continue;
+        }
+        let value = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "authorization").ok().flatten().unwrap_or_default();
+        if settings.sha256 {
+            std::hint::black_box(ring::digest::digest(&ring::digest::SHA256, &value));
+        }
+        if let Some(key) = &settings.verify_key {
+            if !signature_holds(key, &value) {
+                let _ = hostcalls::send_http_response(401, vec![], None);
+                return Action::Pause;
+            }
+        }
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "authorization", None);
+        Action::Continue
+    }
+}
+
+/// Checks the RS256 signature of the token in `authorization` on the host.
+fn signature_holds(key: &[u8], authorization: &[u8]) -> bool {
+    let token = authorization.strip_prefix(b"Bearer ").unwrap_or_default();
+    let Some(dot) = token.iter().rposition(|byte| *byte == b'.') else {
+        return false;
+    };
+    let (signing_input, signature) = token.split_at(dot);
+    let Ok(signature) = URL_SAFE_NO_PAD.decode(signature.get(1..).unwrap_or_default()) else {
+        return false;
+    };
+    let mut arguments = Vec::with_capacity(key.len() + signature.len() + signing_input.len() + 32);
+    for (field, bytes) in [(1u8, b"sha256".as_slice()), (2, key), (3, &signature), (4, signing_input)] {
+        arguments.push(field << 3 | 2);
+        let mut length = bytes.len();
+        while length >= 0x80 {
+            arguments.push((length as u8 & 0x7f) | 0x80);
+            length >>= 7;
+        }
+        arguments.push(length as u8);
+        arguments.extend_from_slice(bytes);
+    }
+    // VerifySignatureResult: field 1 (varint) is the verdict.
+    matches!(hostcalls::call_foreign_function("verify_signature", Some(&arguments)), Ok(Some(result)) if result.starts_with(&[0x08, 0x01]))
+}
