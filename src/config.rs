@@ -56,7 +56,7 @@ pub struct FilterConfig {
     pub scope_claims: Vec<String>,
     /// Per-route requirements; the first matching rule applies.
     pub rules: Vec<RouteRule>,
-    /// Whether CORS preflight requests (`OPTIONS` with `Origin` and
+    /// Whether CORS preflight requests (`OPTIONS` with a non-empty `Origin` and
     /// `Access-Control-Request-Method`, and no `Authorization`) pass without a token
     /// (default true).
     pub bypass_cors_preflight: bool,

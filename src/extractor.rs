@@ -45,7 +45,8 @@ pub fn extract_bearer_token<'a>(authorization_values: &[&'a str]) -> Result<&'a 
         return Err(Rejection::new(Reason::TokenMalformed, "Bearer token is empty"));
     }
     if token.contains(',') {
-        // Envoy joins repeated Authorization headers into one value with commas.
+        // Envoy joins repeated Authorization headers into one value with commas on builds
+        // that register the header as inline.
         return Err(Rejection::new(
             Reason::TokenMalformed,
             "token contains a comma: several Authorization headers joined into one, or a malformed token; exactly one header with one token is allowed",

@@ -45,11 +45,14 @@ pub enum Reason {
     ScopeInsufficient,
     /// The provider's key set could not be loaded, so no token can be checked.
     JwksUnavailable,
+    /// The path has dot segments, empty segments or encoded characters that an upstream may
+    /// resolve to another route, and the configuration has route rules.
+    PathNotNormalized,
 }
 
 impl Reason {
     /// Every reason, for tests and documentation tables.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::TokenMissing,
         Reason::TokenMalformed,
         Reason::AlgNotAllowed,
@@ -67,6 +70,7 @@ impl Reason {
         Reason::ScopeEmpty,
         Reason::ScopeInsufficient,
         Reason::JwksUnavailable,
+        Reason::PathNotNormalized,
     ];
 
     /// Returns the stable snake_case code.
@@ -89,6 +93,7 @@ impl Reason {
             Reason::ScopeEmpty => "scope_empty",
             Reason::ScopeInsufficient => "scope_insufficient",
             Reason::JwksUnavailable => "jwks_unavailable",
+            Reason::PathNotNormalized => "path_not_normalized",
         }
     }
 
@@ -112,6 +117,7 @@ impl Reason {
             Reason::ScopeEmpty => "The token carries no scope. In IDaaS, grant this application a permission with a Scope Value for the resource server.",
             Reason::ScopeInsufficient => "The token lacks a scope that this API requires.",
             Reason::JwksUnavailable => "The gateway cannot load the issuer's signing keys; retry later.",
+            Reason::PathNotNormalized => "The request path contains dot segments, empty segments or percent-encoded characters that must be sent decoded.",
         }
     }
 
@@ -136,6 +142,7 @@ impl Reason {
             Reason::ScopeEmpty => "token carries no scope",
             Reason::ScopeInsufficient => "token lacks a required scope",
             Reason::JwksUnavailable => "signing keys are unavailable",
+            Reason::PathNotNormalized => "request path is not normalized",
         }
     }
 }

@@ -17,6 +17,7 @@ pub fn status_for(reason: Reason) -> u32 {
     match reason {
         Reason::ScopeEmpty | Reason::ScopeInsufficient | Reason::ClientNotAllowed => 403,
         Reason::JwksUnavailable => 503,
+        Reason::PathNotNormalized => 400,
         _ => 401,
     }
 }
@@ -31,6 +32,11 @@ pub fn deny_response(denial: &Denial, authority: &str, required_scopes: &[String
     match status {
         401 if reason != Reason::TokenMissing => {
             challenge.push_str(", error=\"invalid_token\", error_description=\"");
+            challenge.push_str(reason.description());
+            challenge.push('"');
+        }
+        400 => {
+            challenge.push_str(", error=\"invalid_request\", error_description=\"");
             challenge.push_str(reason.description());
             challenge.push('"');
         }
@@ -91,7 +97,7 @@ mod tests {
     fn every_reason_has_a_status_and_json_body() {
         for reason in Reason::ALL {
             let response = deny_response(&denial(reason), "gw", &[]);
-            assert!(matches!(response.status, 401 | 403 | 503), "{reason}");
+            assert!(matches!(response.status, 400 | 401 | 403 | 503), "{reason}");
             let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
             assert_eq!(body["code"], reason.code());
             assert_eq!(header(&response, "content-type"), Some("application/json"));
@@ -122,6 +128,16 @@ mod tests {
         let challenge = header(&response, "www-authenticate").unwrap();
         assert!(challenge.contains("error=\"insufficient_scope\""));
         assert!(challenge.ends_with("scope=\"model.invoke model.list\""));
+    }
+
+    #[test]
+    fn unnormalized_path_is_invalid_request() {
+        let response = deny_response(&denial(Reason::PathNotNormalized), "gw", &[]);
+        assert_eq!(response.status, 400);
+        assert_eq!(
+            header(&response, "www-authenticate"),
+            Some("Bearer realm=\"gw\", error=\"invalid_request\", error_description=\"request path is not normalized\"")
+        );
     }
 
     #[test]

@@ -29,6 +29,37 @@ impl<'a> RouteRequest<'a> {
     }
 }
 
+/// Operator's detail for a request rejected by `is_normalized_path`.
+pub const NOT_NORMALIZED_DETAIL: &str = "path has a dot segment, an empty segment, a backslash or an encoded slash or unreserved character, so route rules cannot be applied safely; set normalize_path, merge_slashes and path_with_escaped_slashes_action on the HTTP connection manager";
+
+/// Whether `path` (without its query) is in the form Envoy's `normalize_path`,
+/// `merge_slashes` and `path_with_escaped_slashes_action` produce: no `.` or `..` segment (also
+/// before a `;` parameter), no empty segment, no backslash, and no percent-encoded `/`, `\` or
+/// unreserved character. Rules match the path as it reaches the filter, so a path that an
+/// upstream may resolve to another route is rejected instead of matched.
+pub fn is_normalized_path(path: &str) -> bool {
+    if path.contains('\\') || path.contains("//") {
+        return false;
+    }
+    let dot_segment = |segment: &str| matches!(segment.split(';').next(), Some("." | ".."));
+    if path.split('/').any(dot_segment) {
+        return false;
+    }
+    let bytes = path.as_bytes();
+    let encoded_bytes = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, byte)| **byte == b'%')
+        .filter_map(|(index, _)| bytes.get(index + 1..index + 3))
+        .filter_map(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+    for byte in encoded_bytes {
+        if byte == b'/' || byte == b'\\' || byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Removes a `:port` suffix from an authority, keeping bracketed IPv6 literals whole.
 pub fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
@@ -261,6 +292,35 @@ fn parse_requirements(reader: &mut ObjectReader<'_>, provider_names: &[&str]) ->
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn normalized_paths_are_accepted() {
+        for path in ["/", "/v1/chat/completions", "/v1/models", "/files/a%20b", "/a/b.c/d..e", "/%E4%BD%A0"] {
+            assert!(is_normalized_path(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn unnormalized_paths_are_detected() {
+        let paths = [
+            "/healthz/../v1/chat",
+            "/healthz/..",
+            "/v1/./models",
+            "//v1/models",
+            "/v1//models",
+            "/healthz/..%2fv1/chat",
+            "/healthz%2F..%2Fv1/chat",
+            "/healthz;/../v1/chat",
+            "/healthz/..;/v1/chat",
+            "/v1/%6dodels",
+            "/v1/%2e%2e/admin",
+            "/v1\\models",
+            "/v1/%5cmodels",
+        ];
+        for path in paths {
+            assert!(!is_normalized_path(path), "{path}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -479,6 +479,23 @@ fn explain_checks_route_providers_after_signature() {
 }
 
 #[test]
+fn explain_rejects_unnormalized_path_with_rules() {
+    let mut config = e2e_config();
+    config["rules"] = json!([{"prefix": "/healthz", "skip": true}]);
+    let path = write_config("unnormalized_path", &config);
+    let token = tokens::sign_as_idp(&valid_claims());
+
+    let run = explain(&path, &["--path", "/healthz/../v1/chat/completions"], "");
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(run.verdict(), "path_not_normalized", "{run:#?}");
+
+    // Without rules the path does not matter, so the same path is accepted with a token.
+    let path = write_config("unnormalized_path_no_rules", &e2e_config());
+    let run = explain(&path, &["--path", "/healthz/../v1/chat/completions"], &token);
+    assert_eq!(run.verdict(), "accept", "{run:#?}");
+}
+
+#[test]
 fn explain_selects_higress_rule_by_route_name() {
     let mut config = e2e_config();
     config["_rules_"] = json!([{"_match_route_": ["admin"], "required_scopes": ["model.admin"]}]);

@@ -323,6 +323,51 @@ fn missing_api_key_variable_stops_envoy() {
     assert!(errors[0].contains(API_KEY_VARIABLE), "the error line does not name {API_KEY_VARIABLE}: {}", errors[0]);
 }
 
+// --- Paths an upstream may resolve to another route ---
+
+/// Sends `GET <raw_path>` over a raw HTTP/1.1 connection, so no client library resolves dot
+/// segments first, and returns the status code and the response text.
+fn get_raw_path(port: u16, raw_path: &str, authorization: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut request = format!("GET {raw_path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    if let Some(value) = authorization {
+        request.push_str(&format!("Authorization: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, response)
+}
+
+#[test]
+fn unnormalized_paths_are_rejected_when_rules_exist() {
+    let port = gateway().listeners.routes;
+    let invoke_only = bearer(&mint_with_scope(DEFAULT_SCOPE));
+    // Without the check, the first two would skip the token under the /healthz rule and the
+    // others would escape the model.list rule of /v1/models.
+    let cases = [
+        ("/healthz/../v1/chat/completions", None),
+        ("/healthz/..%2fv1/chat/completions", None),
+        ("//v1/models", Some(invoke_only.as_str())),
+        ("/v1/%6dodels", Some(invoke_only.as_str())),
+        ("/x/../v1/models", Some(invoke_only.as_str())),
+    ];
+    for (path, authorization) in cases {
+        let (status, response) = get_raw_path(port, path, authorization);
+        assert_eq!(status, 400, "{path} was not rejected:\n{response}");
+        assert!(response.contains("\"path_not_normalized\""), "wrong reason for {path}:\n{response}");
+        assert!(response.contains("error=\"invalid_request\""), "no invalid_request challenge for {path}:\n{response}");
+    }
+
+    // A normalized path with a query still passes the check.
+    let (status, response) = get_raw_path(port, "/healthz?probe=../x", None);
+    assert_eq!(status, 200, "a normalized path was rejected:\n{response}");
+}
+
 // --- CORS preflight ---
 
 fn preflight_headers() -> [(&'static str, &'static str); 2] {
@@ -349,6 +394,13 @@ fn preflight_with_authorization_is_authenticated() {
     headers.push(("authorization", token.as_str()));
     let reply = call(gateway().listeners.routes, "OPTIONS", CHAT_PATH, &headers);
     assert_reached_upstream(&reply, "OPTIONS", CHAT_PATH);
+}
+
+#[test]
+fn preflight_with_empty_origin_needs_token() {
+    let reply = call(gateway().listeners.routes, "OPTIONS", CHAT_PATH, &[("origin", ""), ("access-control-request-method", "POST")]);
+
+    assert_denied(&reply, 401, "token_missing");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! authenticates it and carries out the verdict. A request whose keys are not there yet is
 //! paused here and finished later by `resume_waiting`.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use log::{debug, error, warn};
@@ -23,85 +23,63 @@ use crate::route::{self, RouteAction, RouteRequest};
 use crate::stats;
 use crate::upstream;
 
-/// The request data the filter reads. Only `Authorization` is read up front; the other
-/// headers are read from the host the first time something needs them, so a request on a
-/// route without rules costs one header read.
+/// The request data the filter reads, taken from the request headers with one host call.
+///
+/// All headers are read, not only `Authorization`: Envoy returns just the first copy of a
+/// repeated header to `get_map_value`, and it joins repeated `Authorization` headers into one
+/// value only on builds that register the header as inline. Reading the whole map returns every
+/// copy on any build, so several `Authorization` headers are always rejected.
 ///
 /// Values are bytes on the wire: HTTP allows obs-text (0x80 to 0xFF) in header values, so a
 /// value that is not UTF-8 is converted lossily and can only fail the checks (a non-UTF-8
-/// token becomes `token_malformed`). Envoy joins repeated `Authorization` headers into one
-/// value with commas, which the extractor rejects, so one read sees every copy.
+/// token becomes `token_malformed`).
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
     authorization: Vec<String>,
-    authority: OnceCell<String>,
-    path: OnceCell<String>,
-    method: OnceCell<String>,
-    request_id: OnceCell<String>,
+    authority: String,
+    path: String,
+    method: String,
+    request_id: String,
+    origin: String,
+    preflight_method: String,
 }
 
 impl RequestInfo {
-    /// Reads the `Authorization` header of the current request.
+    /// Reads the headers of the current request.
     fn read() -> Result<Self, Status> {
-        let authorization = read_header("authorization")?.into_iter().collect();
-        Ok(RequestInfo { authorization, ..RequestInfo::default() })
+        // Bytes, not text: the SDK's text getters panic on a value that is not UTF-8.
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)?;
+        let mut info = RequestInfo::default();
+        for (name, bytes) in headers {
+            let value = match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+            };
+            match name.to_ascii_lowercase().as_str() {
+                "authorization" => info.authorization.push(value),
+                ":authority" => info.authority = value,
+                ":path" => info.path = value,
+                ":method" => info.method = value,
+                "x-request-id" => info.request_id = value,
+                "origin" => info.origin = value,
+                "access-control-request-method" => info.preflight_method = value,
+                _ => {}
+            }
+        }
+        Ok(info)
     }
 
-    /// The `:authority`, `:path` and `:method` headers, for route rules and rule selection.
-    /// A failed read is an error, so a rule can never match a value the filter did not see.
-    fn route_fields(&self) -> Result<(&str, &str, &str), Status> {
-        Ok((
-            cached_header(&self.authority, ":authority")?,
-            cached_header(&self.path, ":path")?,
-            cached_header(&self.method, ":method")?,
-        ))
+    /// Returns the path without its query string, for log lines: clients sometimes put
+    /// credentials in the query.
+    fn path_without_query(&self) -> &str {
+        self.path.split('?').next().unwrap_or_default()
     }
 
-    /// The `:authority` header for the realm of a challenge; empty if it cannot be read.
-    fn authority(&self) -> &str {
-        cached_header(&self.authority, ":authority").unwrap_or_default()
-    }
-
-    /// The `x-request-id` header for log lines; empty if it cannot be read.
-    fn request_id(&self) -> &str {
-        cached_header(&self.request_id, "x-request-id").unwrap_or_default()
-    }
-
-    /// The path without its query string (clients sometimes put credentials there) and the
-    /// method, for log lines.
-    fn path_and_method(&self) -> (&str, &str) {
-        let path = cached_header(&self.path, ":path").unwrap_or_default();
-        let method = cached_header(&self.method, ":method").unwrap_or_default();
-        (path.split('?').next().unwrap_or_default(), method)
-    }
-
-    /// Whether the request is a CORS preflight: `OPTIONS` with `Origin` and
-    /// `Access-Control-Request-Method`. A header that cannot be read counts as absent, so the
-    /// request is then authenticated like any other.
+    /// Whether the request is a CORS preflight: `OPTIONS` (methods are case-sensitive) with a
+    /// non-empty `Origin` and `Access-Control-Request-Method`.
     fn is_cors_preflight(&self) -> bool {
-        let is_options = cached_header(&self.method, ":method").is_ok_and(|method| method.eq_ignore_ascii_case("OPTIONS"));
-        is_options
-            && matches!(read_header("origin"), Ok(Some(_)))
-            && matches!(read_header("access-control-request-method"), Ok(Some(_)))
+        self.method == "OPTIONS" && !self.origin.is_empty() && !self.preflight_method.is_empty()
     }
-}
-
-/// Reads one request header; `None` if the request does not carry it.
-fn read_header(name: &str) -> Result<Option<String>, Status> {
-    Ok(hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)?.map(|bytes| match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
-    }))
-}
-
-/// Returns the header cached in `cell`, reading it from the host the first time. A header
-/// the request does not carry reads as empty.
-fn cached_header<'a>(cell: &'a OnceCell<String>, name: &str) -> Result<&'a str, Status> {
-    if let Some(value) = cell.get() {
-        return Ok(value);
-    }
-    let value = read_header(name)?.unwrap_or_default();
-    Ok(cell.get_or_init(|| value))
 }
 
 /// The configuration and route rule a request falls under.
@@ -154,7 +132,6 @@ impl HttpContext for FilterRequest {
             return send_unavailable(&RequestInfo::default());
         };
 
-        // Bytes, not text: the SDK's text getters panic on a value that is not UTF-8.
         let info = match RequestInfo::read() {
             Ok(info) => info,
             Err(status) => {
@@ -167,28 +144,23 @@ impl HttpContext for FilterRequest {
             return send_unavailable(&info);
         };
         let plugin = Rc::clone(&shared.plugin);
-        // Higress rules select by route, cluster and domain; read those only if there are rules.
-        let (route_name, cluster_name, authority) = if plugin.rules.is_empty() {
-            (None, None, "")
+        // Higress rules select by route and cluster name; read those properties only if needed.
+        let (route_name, cluster_name) = if plugin.rules.is_empty() {
+            (None, None)
         } else {
-            let Ok((authority, _, _)) = info.route_fields() else {
-                error!("request rejected: request headers could not be read for rule selection");
-                return send_unavailable(&info);
-            };
             // Higress exposes `route_name` and `cluster_name`; Envoy 1.40 only the `xds.` forms.
             (
                 property(&["route_name"]).or_else(|| property(&["xds", "route_name"])),
                 property(&["cluster_name"]).or_else(|| property(&["xds", "cluster_name"])),
-                authority,
             )
         };
         let selected = plugin.select(&RequestRoute {
             route_name: route_name.as_deref(),
             cluster_name: cluster_name.as_deref(),
-            authority,
+            authority: &info.authority,
         });
         let Some((config_index, config)) = selected else {
-            debug!("request passes: no configuration applies to it request_id={}", info.request_id());
+            debug!("request passes: no configuration applies to it request_id={}", info.request_id);
             return Action::Continue;
         };
         drop(shared);
@@ -247,24 +219,25 @@ fn handle(shared: &Shared, config_index: usize, config: &FilterConfig, info: &Re
     }
 
     // A browser never sends credentials on a preflight, so a request with an Authorization
-    // header is authenticated like any other (and the hit path reads no further header).
+    // header is authenticated like any other.
     if config.bypass_cors_preflight && info.authorization.is_empty() && info.is_cors_preflight() {
-        debug!("request passes: CORS preflight request_id={}", info.request_id());
+        debug!("request passes: CORS preflight request_id={}", info.request_id);
         return FirstPass::Done(Action::Continue);
     }
 
-    let rule_index = if config.rules.is_empty() {
-        None
-    } else {
-        let Ok((authority, path, method)) = info.route_fields() else {
-            error!("request rejected: request headers could not be read for route rules");
-            return FirstPass::Done(send_unavailable(info));
+    let route_request = RouteRequest::new(&info.path, &info.method, &info.authority);
+    if !config.rules.is_empty() && !route::is_normalized_path(route_request.path) {
+        let denial = Denial {
+            rejection: Rejection::new(Reason::PathNotNormalized, route::NOT_NORMALIZED_DETAIL),
+            provider_index: None,
+            retry_after_seconds: None,
         };
-        let route_request = RouteRequest::new(path, method, authority);
-        config.rules.iter().position(|rule| rule.matcher.matches(&route_request))
-    };
+        let placement = Placement { config_index, rule_index: None };
+        return FirstPass::Done(enforce(config, placement, Verdict::Deny(denial), info));
+    }
+    let rule_index = config.rules.iter().position(|rule| rule.matcher.matches(&route_request));
     if let Some(RouteAction::Skip) = rule_index.and_then(|index| config.rules.get(index)).map(|rule| &rule.action) {
-        debug!("request passes: route rule {} skips validation request_id={}", rule_index.unwrap_or_default(), info.request_id());
+        debug!("request passes: route rule {} skips validation request_id={}", rule_index.unwrap_or_default(), info.request_id);
         return FirstPass::Done(Action::Continue);
     }
 
@@ -283,7 +256,7 @@ fn handle(shared: &Shared, config_index: usize, config: &FilterConfig, info: &Re
             provider_name(config, Some(provider_index)),
             kid.as_deref()
                 .map_or("the first key set".to_owned(), |kid| format!("a refetch for kid {:?}", crate::jws::truncate(kid, 64))),
-            info.request_id()
+            info.request_id
         );
         return FirstPass::Hold { source_index, placement, kid, deadline_ms };
     }
@@ -374,7 +347,7 @@ fn enforce(config: &FilterConfig, placement: Placement, verdict: Verdict, info: 
                     provider_name(config, Some(verified.provider_index)),
                     verified.kid.as_deref().unwrap_or("-"),
                     crate::jws::truncate(client, 64),
-                    info.request_id()
+                    info.request_id
                 );
             }
             match forward_to_upstream(config, &verified.claims, info) {
@@ -450,18 +423,17 @@ fn send_denial(config: &FilterConfig, requirements: &Requirements<'_>, denial: &
     if log::log_enabled!(log::Level::Debug) {
         let values: Vec<&str> = info.authorization.iter().map(String::as_str).collect();
         let ids = extractor::extract_bearer_token(&values).map(crate::jws::token_ids).unwrap_or_default();
-        let (path, method) = info.path_and_method();
         debug!(
             "request denied: reason={} provider={} route={} {} {ids} detail={} request_id={}",
             denial.rejection.reason.code(),
             provider_name(config, denial.provider_index),
-            crate::jws::truncate(path, 128),
-            method,
+            crate::jws::truncate(info.path_without_query(), 128),
+            info.method,
             denial.rejection.detail,
-            info.request_id()
+            info.request_id
         );
     }
-    let reply = response::deny_response(denial, info.authority(), requirements.required_scopes);
+    let reply = response::deny_response(denial, &info.authority, requirements.required_scopes);
     let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
     if let Err(status) = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())) {
         warn!("could not send the {} response ({status:?})", reply.status);
@@ -472,7 +444,7 @@ fn send_denial(config: &FilterConfig, requirements: &Requirements<'_>, denial: &
 fn send_unavailable(info: &RequestInfo) -> Action {
     let denial = unavailable_denial(None, "filter state unavailable");
     metrics::count_denied(denial.rejection.reason.code(), stats::NO_PROVIDER);
-    let reply = response::deny_response(&denial, info.authority(), &[]);
+    let reply = response::deny_response(&denial, &info.authority, &[]);
     let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
     if let Err(status) = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())) {
         warn!("could not send the {} response ({status:?})", reply.status);

@@ -10,7 +10,7 @@ use idaas_jwt_filter::config::FilterConfig;
 use idaas_jwt_filter::higress::{self, PluginConfig, RequestRoute};
 use idaas_jwt_filter::reason::{Reason, Rejection};
 use idaas_jwt_filter::response;
-use idaas_jwt_filter::route::{RouteAction, RouteRequest};
+use idaas_jwt_filter::route::{self, RouteAction, RouteRequest};
 use idaas_jwt_filter::upstream;
 
 use crate::args::ExplainOptions;
@@ -60,11 +60,20 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
 
     if config.bypass_cors_preflight && authorization.is_empty() && is_cors_preflight(options) {
         return Ok(print_pass(
-            "a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method, no Authorization) passes without a token; bypass_cors_preflight is true",
+            "a CORS preflight (OPTIONS with non-empty Origin and Access-Control-Request-Method, no Authorization) passes without a token; bypass_cors_preflight is true",
         ));
     }
 
     let route_request = RouteRequest::new(&options.path, &options.method, &options.host);
+    if !config.rules.is_empty() && !route::is_normalized_path(route_request.path) {
+        let denial = Denial {
+            rejection: Rejection::new(Reason::PathNotNormalized, route::NOT_NORMALIZED_DETAIL),
+            provider_index: None,
+            retry_after_seconds: None,
+        };
+        print_reject(config, &denial, &options.host, &config.required_scopes);
+        return Ok(ExitCode::FAILURE);
+    }
     let rule_index = config.rules.iter().position(|rule| rule.matcher.matches(&route_request));
     let rule = rule_index.and_then(|index| config.rules.get(index));
     let route_requirements = match (rule_index, rule) {
@@ -154,9 +163,16 @@ fn system_now_seconds() -> i64 {
         .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Matches the filter: `OPTIONS` (methods are case-sensitive) with a non-empty `Origin` and
+/// `Access-Control-Request-Method`.
 fn is_cors_preflight(options: &ExplainOptions) -> bool {
-    let has = |wanted: &str| options.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case(wanted));
-    options.method.eq_ignore_ascii_case("OPTIONS") && has("origin") && has("access-control-request-method")
+    let has = |wanted: &str| {
+        options
+            .headers
+            .iter()
+            .any(|(name, value)| name.eq_ignore_ascii_case(wanted) && !value.trim().is_empty())
+    };
+    options.method == "OPTIONS" && has("origin") && has("access-control-request-method")
 }
 
 /// Prints the request attributes the filter reads. `Authorization` values are not printed.
