@@ -48,11 +48,14 @@ pub enum Reason {
     /// The path has dot segments, empty segments or encoded characters that an upstream may
     /// resolve to another route, and the configuration has route rules.
     PathNotNormalized,
+    /// The `:authority` holds several hosts (Envoy joins repeated `Host` headers with commas)
+    /// or whitespace, and the configuration selects by host.
+    AuthorityInvalid,
 }
 
 impl Reason {
     /// Every reason, for tests and documentation tables.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::TokenMissing,
         Reason::TokenMalformed,
         Reason::AlgNotAllowed,
@@ -71,6 +74,7 @@ impl Reason {
         Reason::ScopeInsufficient,
         Reason::JwksUnavailable,
         Reason::PathNotNormalized,
+        Reason::AuthorityInvalid,
     ];
 
     /// Returns the stable snake_case code.
@@ -94,6 +98,7 @@ impl Reason {
             Reason::ScopeInsufficient => "scope_insufficient",
             Reason::JwksUnavailable => "jwks_unavailable",
             Reason::PathNotNormalized => "path_not_normalized",
+            Reason::AuthorityInvalid => "authority_invalid",
         }
     }
 
@@ -118,6 +123,7 @@ impl Reason {
             Reason::ScopeInsufficient => "The token lacks a scope that this API requires.",
             Reason::JwksUnavailable => "The gateway cannot load the issuer's signing keys; retry later.",
             Reason::PathNotNormalized => "The request path contains dot segments, empty segments or percent-encoded characters that must be sent decoded.",
+            Reason::AuthorityInvalid => "The request must carry exactly one Host header with one host name.",
         }
     }
 
@@ -143,6 +149,7 @@ impl Reason {
             Reason::ScopeInsufficient => "token lacks a required scope",
             Reason::JwksUnavailable => "signing keys are unavailable",
             Reason::PathNotNormalized => "request path is not normalized",
+            Reason::AuthorityInvalid => "request authority is invalid",
         }
     }
 }

@@ -17,7 +17,7 @@ pub fn status_for(reason: Reason) -> u32 {
     match reason {
         Reason::ScopeEmpty | Reason::ScopeInsufficient | Reason::ClientNotAllowed => 403,
         Reason::JwksUnavailable => 503,
-        Reason::PathNotNormalized => 400,
+        Reason::PathNotNormalized | Reason::AuthorityInvalid => 400,
         _ => 401,
     }
 }

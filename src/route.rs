@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::config::{error, non_empty_string, string_list, ConfigError, ObjectReader, ScopeMatch};
+use crate::reason::{Reason, Rejection};
 
 /// The request attributes rules match on.
 #[derive(Debug, Clone, Copy)]
@@ -29,14 +30,36 @@ impl<'a> RouteRequest<'a> {
     }
 }
 
+/// Checks that route rules can match `path` (without its query) and `authority` the way the
+/// upstream reads them: one host, and a normalized path.
+pub fn check_rule_input(path: &str, authority: &str) -> Result<(), Rejection> {
+    if !is_single_host(authority) {
+        return Err(Rejection::new(Reason::AuthorityInvalid, NOT_SINGLE_HOST_DETAIL));
+    }
+    if !is_normalized_path(path) {
+        return Err(Rejection::new(Reason::PathNotNormalized, NOT_NORMALIZED_DETAIL));
+    }
+    Ok(())
+}
+
+/// Operator's detail for a request rejected by `is_single_host`.
+pub const NOT_SINGLE_HOST_DETAIL: &str = ":authority holds several hosts or whitespace (Envoy joins repeated Host headers with commas), so host and domain rules cannot be applied safely";
+
+/// Returns whether `authority` names one host: no comma, which Envoy puts between the
+/// values of repeated `Host` headers, and no whitespace. RFC 9112 section 3.2 requires a 400
+/// for a request with more than one `Host` header.
+pub fn is_single_host(authority: &str) -> bool {
+    !authority.contains(',') && !authority.chars().any(char::is_whitespace)
+}
+
 /// Operator's detail for a request rejected by `is_normalized_path`.
 pub const NOT_NORMALIZED_DETAIL: &str = "path has a dot segment, an empty segment, a backslash or an encoded slash or unreserved character, so route rules cannot be applied safely; set normalize_path, merge_slashes and path_with_escaped_slashes_action on the HTTP connection manager";
 
-/// Whether `path` (without its query) is in the form Envoy's `normalize_path`,
-/// `merge_slashes` and `path_with_escaped_slashes_action` produce: no `.` or `..` segment (also
-/// before a `;` parameter), no empty segment, no backslash, and no percent-encoded `/`, `\` or
-/// unreserved character. Rules match the path as it reaches the filter, so a path that an
-/// upstream may resolve to another route is rejected instead of matched.
+/// Returns whether `path` (without its query) is in the form that Envoy's `normalize_path`,
+/// `merge_slashes` and `path_with_escaped_slashes_action` produce: no `.` or `..` segment
+/// (also before a `;` parameter), no empty segment, no backslash, and no percent-encoded `/`,
+/// `\` or unreserved character. Rules match the path as it reaches the filter, so a path that
+/// an upstream may resolve to another route is rejected instead of matched.
 pub fn is_normalized_path(path: &str) -> bool {
     if path.contains('\\') || path.contains("//") {
         return false;
@@ -292,6 +315,14 @@ fn parse_requirements(reader: &mut ObjectReader<'_>, provider_names: &[&str]) ->
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn joined_hosts_are_not_a_single_host() {
+        assert!(is_single_host("api.example.com:8443"));
+        assert!(is_single_host("[::1]:10000"));
+        assert!(!is_single_host("evil.example,api.example.com"));
+        assert!(!is_single_host("api.example.com extra"));
+    }
+
     #[test]
     fn normalized_paths_are_accepted() {
         for path in ["/", "/v1/chat/completions", "/v1/models", "/files/a%20b", "/a/b.c/d..e", "/%E4%BD%A0"] {

@@ -489,6 +489,9 @@ fn explain_rejects_unnormalized_path_with_rules() {
     assert_eq!(run.code, 1, "{run:#?}");
     assert_eq!(run.verdict(), "path_not_normalized", "{run:#?}");
 
+    let run = explain(&path, &["--host", "evil.example,gateway.example"], &token);
+    assert_eq!(run.verdict(), "authority_invalid", "{run:#?}");
+
     // Without rules the path does not matter, so the same path is accepted with a token.
     let path = write_config("unnormalized_path_no_rules", &e2e_config());
     let run = explain(&path, &["--path", "/healthz/../v1/chat/completions"], &token);

@@ -75,8 +75,8 @@ impl RequestInfo {
         self.path.split('?').next().unwrap_or_default()
     }
 
-    /// Whether the request is a CORS preflight: `OPTIONS` (methods are case-sensitive) with a
-    /// non-empty `Origin` and `Access-Control-Request-Method`.
+    /// Returns whether the request is a CORS preflight: `OPTIONS` (methods are
+    /// case-sensitive) with a non-empty `Origin` and `Access-Control-Request-Method`.
     fn is_cors_preflight(&self) -> bool {
         self.method == "OPTIONS" && !self.origin.is_empty() && !self.preflight_method.is_empty()
     }
@@ -154,6 +154,18 @@ impl HttpContext for FilterRequest {
                 property(&["cluster_name"]).or_else(|| property(&["xds", "cluster_name"])),
             )
         };
+        // Higress rules may select by domain, which a joined Host header could fake.
+        if !plugin.rules.is_empty() && !route::is_single_host(&info.authority) {
+            if let Some(global) = plugin.get(0) {
+                let denial = Denial {
+                    rejection: Rejection::new(Reason::AuthorityInvalid, route::NOT_SINGLE_HOST_DETAIL),
+                    provider_index: None,
+                    retry_after_seconds: None,
+                };
+                send_denial(global, &Requirements::for_route(global, None), &denial, &info);
+                return Action::Pause;
+            }
+        }
         let selected = plugin.select(&RequestRoute {
             route_name: route_name.as_deref(),
             cluster_name: cluster_name.as_deref(),
@@ -226,14 +238,12 @@ fn handle(shared: &Shared, config_index: usize, config: &FilterConfig, info: &Re
     }
 
     let route_request = RouteRequest::new(&info.path, &info.method, &info.authority);
-    if !config.rules.is_empty() && !route::is_normalized_path(route_request.path) {
-        let denial = Denial {
-            rejection: Rejection::new(Reason::PathNotNormalized, route::NOT_NORMALIZED_DETAIL),
-            provider_index: None,
-            retry_after_seconds: None,
-        };
-        let placement = Placement { config_index, rule_index: None };
-        return FirstPass::Done(enforce(config, placement, Verdict::Deny(denial), info));
+    if !config.rules.is_empty() {
+        if let Err(rejection) = route::check_rule_input(route_request.path, &info.authority) {
+            let denial = Denial { rejection, provider_index: None, retry_after_seconds: None };
+            let placement = Placement { config_index, rule_index: None };
+            return FirstPass::Done(enforce(config, placement, Verdict::Deny(denial), info));
+        }
     }
     let rule_index = config.rules.iter().position(|rule| rule.matcher.matches(&route_request));
     if let Some(RouteAction::Skip) = rule_index.and_then(|index| config.rules.get(index)).map(|rule| &rule.action) {

@@ -52,6 +52,14 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
         cluster_name: options.cluster_name.as_deref(),
         authority: &options.host,
     };
+    if !plugin.rules.is_empty() && !route::is_single_host(&options.host) {
+        if let Some(global) = plugin.get(0) {
+            let rejection = Rejection::new(Reason::AuthorityInvalid, route::NOT_SINGLE_HOST_DETAIL);
+            let denial = Denial { rejection, provider_index: None, retry_after_seconds: None };
+            print_reject(global, &denial, &options.host, &global.required_scopes);
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let Some((config_index, config)) = plugin.select(&request_route) else {
         println!("  configuration  none: no _rules_ entry matches and there are no global providers");
         return Ok(print_pass("no configuration applies, so the filter lets the request through untouched"));
@@ -65,14 +73,12 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
     }
 
     let route_request = RouteRequest::new(&options.path, &options.method, &options.host);
-    if !config.rules.is_empty() && !route::is_normalized_path(route_request.path) {
-        let denial = Denial {
-            rejection: Rejection::new(Reason::PathNotNormalized, route::NOT_NORMALIZED_DETAIL),
-            provider_index: None,
-            retry_after_seconds: None,
-        };
-        print_reject(config, &denial, &options.host, &config.required_scopes);
-        return Ok(ExitCode::FAILURE);
+    if !config.rules.is_empty() {
+        if let Err(rejection) = route::check_rule_input(route_request.path, &options.host) {
+            let denial = Denial { rejection, provider_index: None, retry_after_seconds: None };
+            print_reject(config, &denial, &options.host, &config.required_scopes);
+            return Ok(ExitCode::FAILURE);
+        }
     }
     let rule_index = config.rules.iter().position(|rule| rule.matcher.matches(&route_request));
     let rule = rule_index.and_then(|index| config.rules.get(index));
@@ -163,8 +169,8 @@ fn system_now_seconds() -> i64 {
         .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Matches the filter: `OPTIONS` (methods are case-sensitive) with a non-empty `Origin` and
-/// `Access-Control-Request-Method`.
+/// Returns whether the request is a CORS preflight, as the filter decides it: `OPTIONS`
+/// (methods are case-sensitive) with a non-empty `Origin` and `Access-Control-Request-Method`.
 fn is_cors_preflight(options: &ExplainOptions) -> bool {
     let has = |wanted: &str| {
         options
