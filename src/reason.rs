@@ -122,7 +122,7 @@ impl Reason {
             Reason::ScopeEmpty => "The token carries no scope. In IDaaS, grant this application a permission with a Scope Value for the resource server.",
             Reason::ScopeInsufficient => "The token lacks a scope that this API requires.",
             Reason::JwksUnavailable => "The gateway cannot load the issuer's signing keys; retry later.",
-            Reason::PathNotNormalized => "The request path contains dot segments, empty segments or percent-encoded characters that must be sent decoded.",
+            Reason::PathNotNormalized => "The request path is not in normalized form: it has a dot or empty segment, a backslash, or an encoded slash, backslash or unreserved character.",
             Reason::AuthorityInvalid => "The request must carry exactly one Host header with one host name.",
         }
     }
