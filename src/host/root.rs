@@ -31,9 +31,11 @@ use crate::jwks_cache::{self, FetchCause, FetchError, KeyState, RemoteKeyCache, 
 /// Period of the root context tick, which adopts keys fetched by other workers, starts due
 /// fetches and finishes overdue held requests.
 pub const TICK_PERIOD_MS: u64 = 250;
-/// Delay of the first tick after configure, which starts the first fetches soon after Envoy's
-/// clusters are ready instead of a whole tick period later.
-const FIRST_TICK_MS: u64 = 20;
+/// Period of the tick while a remote source has no keys yet or requests are held. The first
+/// tick after configure then starts the first fetches soon after Envoy's clusters are ready.
+/// A worker also adopts keys that another thread fetched within this time, not a whole
+/// `TICK_PERIOD_MS` later.
+const FAST_TICK_MS: u64 = 20;
 
 /// A remote key set in one worker's view. Providers (in any configuration) that fetch from
 /// the same cluster and URI share one.
@@ -146,8 +148,8 @@ impl SharedData for HostSharedData {
 pub struct FilterRoot {
     shared: Option<Rc<RefCell<Shared>>>,
     random: SystemRandom,
-    /// Whether the tick runs at `TICK_PERIOD_MS` (after the early first tick).
-    regular_ticks: bool,
+    /// The tick period last set: `FAST_TICK_MS` or `TICK_PERIOD_MS`.
+    tick_period_ms: u64,
 }
 
 impl FilterRoot {
@@ -155,7 +157,7 @@ impl FilterRoot {
         FilterRoot {
             shared: None,
             random: SystemRandom::new(),
-            regular_ticks: false,
+            tick_period_ms: FAST_TICK_MS,
         }
     }
 
@@ -411,28 +413,36 @@ impl RootContext for FilterRoot {
         }
         // The first fetch waits for the first tick: during on_configure on the main thread
         // Envoy's clusters are not ready yet, and a call sent then is lost without a callback.
-        // That tick comes early; it then sets the regular period.
-        if let Err(status) = hostcalls::set_tick_period(Duration::from_millis(FIRST_TICK_MS)) {
+        // That tick comes early; later ticks choose their period in `on_tick`.
+        if let Err(status) = hostcalls::set_tick_period(Duration::from_millis(FAST_TICK_MS)) {
             error!("could not set the tick period ({status:?}); remote key sets would never refresh");
             return false;
         }
-        self.regular_ticks = false;
+        self.tick_period_ms = FAST_TICK_MS;
         true
     }
 
     fn on_tick(&mut self) {
-        if !self.regular_ticks {
-            self.regular_ticks = hostcalls::set_tick_period(Duration::from_millis(TICK_PERIOD_MS)).is_ok();
-        }
         let Some(shared) = self.shared.clone() else {
             return;
         };
         self.drive_fetches(&shared);
-        request::expire_waiting(&shared, now_ms());
+        let now_ms = now_ms();
+        request::expire_waiting(&shared, now_ms);
+        let mut waiting_for_keys = false;
         if let Ok(mut state) = shared.try_borrow_mut() {
             report_cache_counts(&mut state);
+            waiting_for_keys = !state.waiting.is_empty()
+                || state.sources.iter().any(|source| {
+                    matches!(source, KeySource::Remote(remote) if remote.cache.key_state(now_ms) == KeyState::Empty)
+                });
         };
         metrics::flush();
+
+        let period_ms = if waiting_for_keys { FAST_TICK_MS } else { TICK_PERIOD_MS };
+        if period_ms != self.tick_period_ms && hostcalls::set_tick_period(Duration::from_millis(period_ms)).is_ok() {
+            self.tick_period_ms = period_ms;
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
