@@ -7,6 +7,7 @@
 //                         because a JWK with "alg" only matches that algorithm), ES256 and EdDSA
 //   tokens.json           one valid token per algorithm: {"RS256": "...", "ES256": "...", ...}
 //   rs256-spki.b64        the RS256 public key as base64 DER SubjectPublicKeyInfo
+//   es256-spki.b64        the ES256 public key, the same way
 //   distinct-rs256.txt    DISTINCT_COUNT different valid RS256 tokens, one a line
 //   memory-es256.txt      MEMORY_COUNT different valid ES256 tokens, one a line. ES256, because
 //                         node signs ES256 about ten times faster than RS256 on the same machine.
@@ -97,5 +98,7 @@ writeFileSync(join(outDir, "tokens.json"), JSON.stringify(single, null, 2) + "\n
 // The floor filter takes the RS256 public key as base64 DER SubjectPublicKeyInfo.
 const rsaSpki = createPublicKey(rsaKey).export({ type: "spki", format: "der" }).toString("base64");
 writeFileSync(join(outDir, "rs256-spki.b64"), rsaSpki + "\n");
+const ecSpki = createPublicKey(ecKey).export({ type: "spki", format: "der" }).toString("base64");
+writeFileSync(join(outDir, "es256-spki.b64"), ecSpki + "\n");
 writeFileSync(join(outDir, "distinct-rs256.txt"), mintLines("RS256", "distinct", distinctCount));
 writeFileSync(join(outDir, "memory-es256.txt"), mintLines("ES256", "memory", memoryCount));

@@ -111,7 +111,8 @@ class Listener:
 
     @property
     def requires_jwt(self) -> bool:
-        return self.filter_kind in ("native", "ours") or "verify" in self.floor_mode.split()
+        return self.filter_kind in ("native", "ours") or any(
+            word.startswith("verify") for word in self.floor_mode.split())
 
     @property
     def stat_prefix(self) -> str:
@@ -122,8 +123,8 @@ def ours(key: str, description: str, algorithm: str, **settings) -> Listener:
     return Listener(key, description, "ours", algorithm, plugin_settings=settings)
 
 
-def floor(key: str, description: str, mode: str) -> Listener:
-    return Listener(key, description, "floor", "RS256", floor_mode=mode)
+def floor(key: str, description: str, mode: str, algorithm: str = "RS256") -> Listener:
+    return Listener(key, description, "floor", algorithm, floor_mode=mode)
 
 
 LISTENERS = [
@@ -142,6 +143,7 @@ LISTENERS = [
     ours("6-rs256-host", "ours, cache off, host backend, RS256", "RS256",
          jwt_cache_size=0, signature_backend="host"),
     floor("6-floor-rs256", "floor: reads Authorization, verify_signature on the host, removes it", "strip verify"),
+    floor("6-floor-es256", "floor: as 6-floor-rs256 for ES256", "strip verify-es256", "ES256"),
     ours("6-rs256-wasm", "ours, cache off, wasm backend, RS256", "RS256",
          jwt_cache_size=0, signature_backend="wasm"),
     ours("6-es256-host", "ours, cache off, host backend, ES256", "ES256",
@@ -172,6 +174,8 @@ RATIOS = [
     ("5-rs256", "2-strip-sha", None, "5/2-strip-sha RS256: cached token vs the floor of a cache hit"),
     ("6-floor-rs256", "3-rs256", None, "6floor/3 RS256: the floor of a host signature check vs native, no caches"),
     ("6-rs256-host", "6-floor-rs256", None, "6host/6floor RS256: our host-backend path vs its floor"),
+    ("6-floor-es256", "3-es256", None, "6floor/3 ES256: the floor of a host signature check vs native, no caches"),
+    ("6-es256-host", "6-floor-es256", None, "6host/6floor ES256: our host-backend path vs its floor"),
 ]
 
 
@@ -375,9 +379,12 @@ def listener_filters(listener: Listener, jwks: dict) -> list[dict]:
     if listener.filter_kind == "native":
         return [native_jwt_filter(jwks, listener.native_cache)]
     if listener.filter_kind == "floor":
-        mode = listener.floor_mode
-        if "verify" in mode.split():
-            mode = mode.replace("verify", "verify " + (TOKEN_DIR / "rs256-spki.b64").read_text().strip())
+        words = listener.floor_mode.split()
+        if "verify" in words:
+            words.insert(words.index("verify") + 1, (TOKEN_DIR / "rs256-spki.b64").read_text().strip())
+        if "verify-es256" in words:
+            words.insert(words.index("verify-es256") + 1, (TOKEN_DIR / "es256-spki.b64").read_text().strip())
+        mode = " ".join(words)
         return [wasm_filter("bench_floor_filter", FLOOR_WASM, mode, name="bench_floor_" + listener.stat_prefix)]
     configuration = plugin_configuration({"local_jwks": jwks}, listener.plugin_settings)
     return [wasm_filter("idaas_jwt_filter", FILTER_WASM, configuration)]
@@ -844,6 +851,7 @@ COST_PARTS = [
     ("2-strip-sha", "2-strip", "SHA-256 of the header inside the VM"),
     ("5-rs256", "2-strip-sha", "our cache-hit work beyond that floor"),
     ("6-floor-rs256", "2-strip", "one `verify_signature` call, RS256"),
+    ("6-floor-es256", "2-strip", "one `verify_signature` call, ES256"),
     ("6-rs256-host", "6-floor-rs256", "our cache-miss work beyond that floor"),
     ("3-rs256", "1", "everything native jwt_authn does without its cache, RS256"),
 ]
@@ -975,10 +983,10 @@ def write_document(context: dict, results: dict[str, ListenerResults], memory: M
         "measuring, the script checks that each JWT listener returns 401 without a token and with a",
         "tampered signature, and 200 with the valid token.",
         "",
-        "Listeners 2-strip, 2-strip-sha and 6-floor-rs256 run bench/floor-filter, which checks no",
+        "Listeners 2-strip, 2-strip-sha, 6-floor-rs256 and 6-floor-es256 run bench/floor-filter, which checks no",
         "claims. It reads `Authorization` and removes it, the host calls any bearer-token filter in",
         "Envoy must make. Listener 2-strip-sha also hashes the header with SHA-256, as our cache does on",
-        "each request, and 6-floor-rs256 checks the RS256 signature with `verify_signature`. They show",
+        "each request, and 6-floor-rs256 and 6-floor-es256 check the signature with `verify_signature`. They show",
         "how much of our filter's cost is those calls and how much is its own work.",
         "",
         "Tokens are minted by bench/mint_tokens.mjs (node:crypto) and expire in 2100. Listener 8-rs256",

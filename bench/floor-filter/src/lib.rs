@@ -8,7 +8,9 @@
 //! - `sha256`: also hash the header value with SHA-256 (what the verified-token cache does on
 //!   every request);
 //! - `verify <base64 SPKI DER>`: also check the token's RS256 signature with Envoy's
-//!   `verify_signature` foreign function against that key, and send 401 if it does not verify.
+//!   `verify_signature` foreign function against that key, and send 401 if it does not verify;
+//! - `verify-es256 <base64 SPKI DER>`: the same for an ES256 token, whose `r || s` signature is
+//!   converted to DER first.
 //!
 //! It checks nothing else (no claims, no expiry) and must never guard real traffic.
 
@@ -28,8 +30,10 @@ proxy_wasm::main! {{
 struct Settings {
     strip: bool,
     sha256: bool,
-    /// DER SubjectPublicKeyInfo of the RS256 key, when signatures are checked.
+    /// DER SubjectPublicKeyInfo of the key, when signatures are checked.
     verify_key: Option<Vec<u8>>,
+    /// Whether the tokens are ES256 (else RS256).
+    es256: bool,
 }
 
 impl Settings {
@@ -41,6 +45,10 @@ impl Settings {
                 "strip" => settings.strip = true,
                 "sha256" => settings.sha256 = true,
                 "verify" => settings.verify_key = Some(STANDARD.decode(words.next()?).ok()?),
+                "verify-es256" => {
+                    settings.verify_key = Some(STANDARD.decode(words.next()?).ok()?);
+                    settings.es256 = true;
+                }
                 _ => return None,
             }
         }
@@ -64,7 +72,7 @@ impl RootContext for FloorRoot {
                 true
             }
             None => {
-                let message = format!("invalid floor filter configuration {text:?}: expected the words strip, sha256 and verify <base64 SPKI DER>");
+                let message = format!("invalid floor filter configuration {text:?}: expected the words strip, sha256, verify <base64 SPKI DER> and verify-es256 <base64 SPKI DER>");
                 let _ = hostcalls::log(LogLevel::Error, &message);
                 false
             }
@@ -97,7 +105,7 @@ impl HttpContext for FloorFilter {
             std::hint::black_box(ring::digest::digest(&ring::digest::SHA256, &value));
         }
         if let Some(key) = &settings.verify_key {
-            if !signature_holds(key, &value) {
+            if !signature_holds(key, &value, settings.es256) {
                 let _ = hostcalls::send_http_response(401, vec![], None);
                 return Action::Pause;
             }
@@ -107,16 +115,22 @@ impl HttpContext for FloorFilter {
     }
 }
 
-/// Checks the RS256 signature of the token in `authorization` on the host.
-fn signature_holds(key: &[u8], authorization: &[u8]) -> bool {
+/// Checks the RS256 or ES256 signature of the token in `authorization` on the host.
+fn signature_holds(key: &[u8], authorization: &[u8], es256: bool) -> bool {
     let token = authorization.strip_prefix(b"Bearer ").unwrap_or_default();
     let Some(dot) = token.iter().rposition(|byte| *byte == b'.') else {
         return false;
     };
     let (signing_input, signature) = token.split_at(dot);
-    let Ok(signature) = URL_SAFE_NO_PAD.decode(signature.get(1..).unwrap_or_default()) else {
+    let Ok(mut signature) = URL_SAFE_NO_PAD.decode(signature.get(1..).unwrap_or_default()) else {
         return false;
     };
+    if es256 {
+        match ecdsa_der(&signature) {
+            Some(der) => signature = der,
+            None => return false,
+        }
+    }
     let mut arguments = Vec::with_capacity(key.len() + signature.len() + signing_input.len() + 32);
     for (field, bytes) in [(1u8, b"sha256".as_slice()), (2, key), (3, &signature), (4, signing_input)] {
         arguments.push(field << 3 | 2);
@@ -130,4 +144,30 @@ fn signature_holds(key: &[u8], authorization: &[u8]) -> bool {
     }
     // VerifySignatureResult: field 1 (varint) is the verdict.
     matches!(hostcalls::call_foreign_function("verify_signature", Some(&arguments)), Ok(Some(result)) if result.starts_with(&[0x08, 0x01]))
+}
+
+/// Converts a 64-byte JWS `r || s` signature to the DER `SEQUENCE { INTEGER r, INTEGER s }`
+/// that Envoy's `verify_signature` expects. Range checks are left to the host.
+fn ecdsa_der(signature: &[u8]) -> Option<Vec<u8>> {
+    if signature.len() != 64 {
+        return None;
+    }
+    let (r, s) = signature.split_at(32);
+    let integer = |bytes: &[u8]| {
+        let start = bytes.iter().position(|byte| *byte != 0).unwrap_or(bytes.len() - 1);
+        let digits = &bytes[start..];
+        let mut out = vec![0x02];
+        if digits[0] & 0x80 != 0 {
+            out.push(digits.len() as u8 + 1);
+            out.push(0);
+        } else {
+            out.push(digits.len() as u8);
+        }
+        out.extend_from_slice(digits);
+        out
+    };
+    let body = [integer(r), integer(s)].concat();
+    let mut der = vec![0x30, body.len() as u8];
+    der.extend(body);
+    Some(der)
 }
