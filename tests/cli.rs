@@ -492,6 +492,12 @@ fn explain_rejects_unnormalized_path_with_rules() {
     let run = explain(&path, &["--host", "evil.example,gateway.example"], &token);
     assert_eq!(run.verdict(), "authority_invalid", "{run:#?}");
 
+    // Higress `_rules_` without a global part: the Host check still runs.
+    let rules_only = json!({"_rules_": [{"_match_domain_": ["*.tenant.example"], "providers": config["providers"].clone()}]});
+    let rules_only_path = write_config("rules_only_joined_host", &rules_only);
+    let run = explain(&rules_only_path, &["--host", "evil.example,a.tenant.example"], &token);
+    assert_eq!(run.verdict(), "authority_invalid", "{run:#?}");
+
     // Without rules the path does not matter, so the same path is accepted with a token.
     let path = write_config("unnormalized_path_no_rules", &e2e_config());
     let run = explain(&path, &["--path", "/healthz/../v1/chat/completions"], &token);

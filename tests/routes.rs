@@ -355,7 +355,8 @@ fn get_raw_path(port: u16, raw_path: &str, authorization: Option<&str>) -> (u16,
 fn repeated_host_headers_are_rejected_when_rules_exist() {
     let gateway = gateway();
     let token = bearer(&mint_with_scope(DEFAULT_SCOPE));
-    for port in [gateway.listeners.routes, gateway.listeners.higress] {
+    let ports = [gateway.listeners.routes, gateway.listeners.higress, gateway.listeners.higress_rules_only];
+    for port in ports {
         let lines = [
             "Host: evil.example".to_owned(),
             format!("Host: 127.0.0.1:{port}"),

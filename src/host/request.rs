@@ -154,17 +154,11 @@ impl HttpContext for FilterRequest {
                 property(&["cluster_name"]).or_else(|| property(&["xds", "cluster_name"])),
             )
         };
-        // Higress rules may select by domain, which a joined Host header could fake.
+        // Higress rules may select by domain, which a joined Host header could fake. The
+        // check runs before selection, so also when there is no global configuration.
         if !plugin.rules.is_empty() && !route::is_single_host(&info.authority) {
-            if let Some(global) = plugin.get(0) {
-                let denial = Denial {
-                    rejection: Rejection::new(Reason::AuthorityInvalid, route::NOT_SINGLE_HOST_DETAIL),
-                    provider_index: None,
-                    retry_after_seconds: None,
-                };
-                send_denial(global, &Requirements::for_route(global, None), &denial, &info);
-                return Action::Pause;
-            }
+            let rejection = Rejection::new(Reason::AuthorityInvalid, route::NOT_SINGLE_HOST_DETAIL);
+            return send_plain_denial(&Denial { rejection, provider_index: None, retry_after_seconds: None }, &info);
         }
         let selected = plugin.select(&RequestRoute {
             route_name: route_name.as_deref(),
@@ -452,9 +446,20 @@ fn send_denial(config: &FilterConfig, requirements: &Requirements<'_>, denial: &
 
 /// Sends 503 when the filter cannot evaluate the request at all.
 fn send_unavailable(info: &RequestInfo) -> Action {
-    let denial = unavailable_denial(None, "filter state unavailable");
+    send_plain_denial(&unavailable_denial(None, "filter state unavailable"), info)
+}
+
+/// Sends a denial that comes before any configuration is selected, so it names no provider
+/// and no required scopes.
+fn send_plain_denial(denial: &Denial, info: &RequestInfo) -> Action {
     metrics::count_denied(denial.rejection.reason.code(), stats::NO_PROVIDER);
-    let reply = response::deny_response(&denial, &info.authority, &[]);
+    debug!(
+        "request denied: reason={} detail={} request_id={}",
+        denial.rejection.reason.code(),
+        denial.rejection.detail,
+        info.request_id
+    );
+    let reply = response::deny_response(denial, &info.authority, &[]);
     let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
     if let Err(status) = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())) {
         warn!("could not send the {} response ({status:?})", reply.status);

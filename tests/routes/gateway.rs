@@ -47,6 +47,8 @@ pub struct Listeners {
     pub no_cors_bypass: u16,
     /// Higress-shaped config: a global part and `_rules_`.
     pub higress: u16,
+    /// Higress-shaped config with only `_rules_`: requests that match no rule pass.
+    pub higress_rules_only: u16,
 }
 
 pub struct Gateway {
@@ -124,6 +126,15 @@ pub fn higress_plugin_config(issuer: &str) -> Value {
     })
 }
 
+/// Builds a Higress configuration without a global part: only the tenant domain needs a token.
+fn higress_rules_only_plugin_config(issuer: &str) -> Value {
+    json!({
+        "_rules_": [
+            { "_match_domain_": [TENANT_DOMAIN_PATTERN], "providers": [provider(issuer)], "required_scopes": [TENANT_SCOPE] }
+        ]
+    })
+}
+
 /// Builds a named Envoy route that sends requests under `prefix` to `cluster`.
 fn named_route(name: &str, prefix: &str, cluster: &str) -> Value {
     json!({ "name": name, "match": { "prefix": prefix }, "route": { "cluster": cluster } })
@@ -175,9 +186,10 @@ fn higress_routes() -> Vec<Value> {
 
 impl Gateway {
     fn start() -> Result<Gateway, String> {
-        let ports = free_ports(7)?;
-        let [idp_port, upstream_port, admin_port, routes_port, scope_claims_port, no_cors_port, higress_port] = ports[..] else {
-            return Err(format!("expected 7 ports, got {ports:?}"));
+        let ports = free_ports(8)?;
+        let [idp_port, upstream_port, admin_port, routes_port, scope_claims_port, no_cors_port, higress_port, rules_only_port] = ports[..]
+        else {
+            return Err(format!("expected 8 ports, got {ports:?}"));
         };
 
         let (idp, upstream, issuer) = stack::spawn_idp_and_upstream("routes_", idp_port, upstream_port)?;
@@ -189,6 +201,11 @@ impl Gateway {
             listener(&spec("scope_claims", scope_claims_port, scope_claims_plugin_config(&issuer)), &default_routes(), &[]),
             listener(&spec("no_cors_bypass", no_cors_port, no_cors_bypass_plugin_config(&issuer)), &default_routes(), &api_key_env),
             listener(&spec("higress", higress_port, higress_plugin_config(&issuer)), &higress_routes(), &[]),
+            listener(
+                &spec("higress_rules_only", rules_only_port, higress_rules_only_plugin_config(&issuer)),
+                &higress_routes(),
+                &[],
+            ),
         ];
         let config = bootstrap(admin_port, listeners, idp_port, upstream_port);
         let envoy = stack::spawn_envoy("routes_envoy", &config)?;
@@ -202,6 +219,7 @@ impl Gateway {
                 scope_claims: scope_claims_port,
                 no_cors_bypass: no_cors_port,
                 higress: higress_port,
+                higress_rules_only: rules_only_port,
             },
             envoy,
             _idp: idp,

@@ -52,13 +52,12 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
         cluster_name: options.cluster_name.as_deref(),
         authority: &options.host,
     };
+    // As in the filter, before selection, so also without a global configuration.
     if !plugin.rules.is_empty() && !route::is_single_host(&options.host) {
-        if let Some(global) = plugin.get(0) {
-            let rejection = Rejection::new(Reason::AuthorityInvalid, route::NOT_SINGLE_HOST_DETAIL);
-            let denial = Denial { rejection, provider_index: None, retry_after_seconds: None };
-            print_reject(global, &denial, &options.host, &global.required_scopes);
-            return Ok(ExitCode::FAILURE);
-        }
+        let rejection = Rejection::new(Reason::AuthorityInvalid, route::NOT_SINGLE_HOST_DETAIL);
+        let denial = Denial { rejection, provider_index: None, retry_after_seconds: None };
+        print_reject(None, &denial, &options.host, &[]);
+        return Ok(ExitCode::FAILURE);
     }
     let Some((config_index, config)) = plugin.select(&request_route) else {
         println!("  configuration  none: no _rules_ entry matches and there are no global providers");
@@ -76,7 +75,7 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
     if !config.rules.is_empty() {
         if let Err(rejection) = route::check_rule_input(route_request.path, &options.host) {
             let denial = Denial { rejection, provider_index: None, retry_after_seconds: None };
-            print_reject(config, &denial, &options.host, &config.required_scopes);
+            print_reject(Some(config), &denial, &options.host, &config.required_scopes);
             return Ok(ExitCode::FAILURE);
         }
     }
@@ -124,7 +123,7 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
         Verdict::WaitForKeys { provider_index, kid, .. } => denial_at_deadline(provider_index, kid),
     };
     warn_if_replay_differs(&replay, Some(denial.rejection.reason));
-    print_reject(config, &denial, &options.host, requirements.required_scopes);
+    print_reject(Some(config), &denial, &options.host, requirements.required_scopes);
     Ok(ExitCode::FAILURE)
 }
 
@@ -337,7 +336,7 @@ fn print_accept(config: &FilterConfig, verified: &Verified) {
 }
 
 /// Prints a rejection as the client and the filter's debug log see it.
-fn print_reject(config: &FilterConfig, denial: &Denial, host: &str, required_scopes: &[String]) {
+fn print_reject(config: Option<&FilterConfig>, denial: &Denial, host: &str, required_scopes: &[String]) {
     let reply = response::deny_response(denial, host, required_scopes);
     println!("verdict: reject");
     println!("  reason            {}", denial.rejection.reason.code());
@@ -348,7 +347,7 @@ fn print_reject(config: &FilterConfig, denial: &Denial, host: &str, required_sco
     println!("  body              {}", reply.body);
     let provider = denial
         .provider_index
-        .and_then(|index| config.providers.get(index))
+        .and_then(|index| config?.providers.get(index))
         .map_or("-", |provider| provider.name.as_str());
     println!("  provider          {provider}");
     println!("  detail            {}", denial.rejection.detail);
