@@ -176,23 +176,12 @@ fn malformed_token_is_rejected() {
     assert_invalid_token(&reply, stack().listeners.idp, "token_malformed", "Y2ktcGlwZWxpbmU6c2VjcmV0");
 }
 
-/// Sends a GET with each of `authorizations` as its own `Authorization` header line, over a
-/// raw HTTP/1.1 connection (the HTTP client replaces repeated headers), and returns the
-/// status code and the response text.
+/// Sends a GET with each of `authorizations` as its own `Authorization` header line. The HTTP
+/// client would replace repeated headers, so this goes over a raw connection.
 fn get_with_repeated_authorization(port: u16, authorizations: &[&str]) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut request = format!("GET {API_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for value in authorizations {
-        request.push_str(&format!("Authorization: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    (status, response)
+    let mut lines = vec![format!("Host: 127.0.0.1:{port}")];
+    lines.extend(authorizations.iter().map(|value| format!("Authorization: {value}")));
+    http::get_raw(port, API_PATH, &lines)
 }
 
 #[test]

@@ -325,30 +325,10 @@ fn missing_api_key_variable_stops_envoy() {
 
 // --- Paths an upstream may resolve to another route ---
 
-/// Sends `GET <raw_path>` with the given header lines over a raw HTTP/1.1 connection, so no
-/// client library resolves dot segments or merges headers first, and returns the status code
-/// and the response text.
-fn get_raw(port: u16, raw_path: &str, header_lines: &[String]) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-    let mut request = format!("GET {raw_path} HTTP/1.1\r\nConnection: close\r\n");
-    for line in header_lines {
-        request.push_str(line);
-        request.push_str("\r\n");
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    (status, response)
-}
-
 fn get_raw_path(port: u16, raw_path: &str, authorization: Option<&str>) -> (u16, String) {
     let mut lines = vec![format!("Host: 127.0.0.1:{port}")];
     lines.extend(authorization.map(|value| format!("Authorization: {value}")));
-    get_raw(port, raw_path, &lines)
+    http::get_raw(port, raw_path, &lines)
 }
 
 #[test]
@@ -362,7 +342,7 @@ fn repeated_host_headers_are_rejected_when_rules_exist() {
             format!("Host: 127.0.0.1:{port}"),
             format!("Authorization: {token}"),
         ];
-        let (status, response) = get_raw(port, CHAT_PATH, &lines);
+        let (status, response) = http::get_raw(port, CHAT_PATH, &lines);
         assert_eq!(status, 400, "two Host headers were not rejected on port {port}:\n{response}");
         assert!(response.contains("\"authority_invalid\""), "wrong reason on port {port}:\n{response}");
     }

@@ -89,3 +89,24 @@ pub fn answers_ok(url: &str) -> bool {
         .build();
     matches!(quick.get(url).call(), Ok(response) if (200..300).contains(&response.status()))
 }
+
+/// Sends `GET <raw_path>` with the given header lines over a raw HTTP/1.1 connection, so no
+/// client library resolves dot segments or merges headers first, and returns the status code
+/// and the response text.
+#[allow(dead_code, reason = "only the e2e and routes test binaries send raw requests")]
+pub fn get_raw(port: u16, raw_path: &str, header_lines: &[String]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(REQUEST_TIMEOUT_SECONDS))).unwrap();
+    let mut request = format!("GET {raw_path} HTTP/1.1\r\nConnection: close\r\n");
+    for line in header_lines {
+        request.push_str(line);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, response)
+}
