@@ -71,6 +71,13 @@ pub struct Denial {
     pub retry_after_seconds: Option<u64>,
 }
 
+impl Denial {
+    /// Creates a denial that names no provider and sets no `Retry-After`.
+    pub fn without_provider(rejection: Rejection) -> Denial {
+        Denial { rejection, provider_index: None, retry_after_seconds: None }
+    }
+}
+
 /// The outcome of authenticating one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {

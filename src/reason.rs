@@ -48,7 +48,7 @@ pub enum Reason {
     /// The path has dot segments, empty segments or encoded characters that an upstream may
     /// resolve to another route, and the configuration has route rules.
     PathNotNormalized,
-    /// The `:authority` holds several hosts (Envoy joins repeated `Host` headers with commas)
+    /// The `:authority` contains several hosts (Envoy joins repeated `Host` headers with commas)
     /// or whitespace, and the configuration selects by host.
     AuthorityInvalid,
 }

@@ -43,7 +43,7 @@ pub fn check_rule_input(path: &str, authority: &str) -> Result<(), Rejection> {
 }
 
 /// Operator's detail for a request rejected by `is_single_host`.
-pub const NOT_SINGLE_HOST_DETAIL: &str = ":authority holds several hosts or whitespace (Envoy joins repeated Host headers with commas), so host and domain rules cannot be applied safely";
+pub const NOT_SINGLE_HOST_DETAIL: &str = ":authority contains several hosts or whitespace (Envoy joins repeated Host headers with commas), so host and domain rules cannot be applied safely";
 
 /// Returns whether `authority` names one host: no comma, which Envoy puts between the
 /// values of repeated `Host` headers, and no whitespace. RFC 9112 section 3.2 requires a 400

@@ -76,9 +76,14 @@ impl RequestInfo {
     }
 
     /// Returns whether the request is a CORS preflight: `OPTIONS` (methods are
-    /// case-sensitive) with a non-empty `Origin` and `Access-Control-Request-Method`.
+    /// case-sensitive) with a non-empty `Origin` and `Access-Control-Request-Method`, and no
+    /// `Authorization`. A browser never sends credentials on a preflight, so a request that
+    /// carries them is authenticated like any other.
     fn is_cors_preflight(&self) -> bool {
-        self.method == "OPTIONS" && !self.origin.is_empty() && !self.preflight_method.is_empty()
+        self.method == "OPTIONS"
+            && !self.origin.is_empty()
+            && !self.preflight_method.is_empty()
+            && self.authorization.is_empty()
     }
 }
 
@@ -158,7 +163,7 @@ impl HttpContext for FilterRequest {
         // check runs before selection, so also when there is no global configuration.
         if !plugin.rules.is_empty() && !route::is_single_host(&info.authority) {
             let rejection = Rejection::new(Reason::AuthorityInvalid, route::NOT_SINGLE_HOST_DETAIL);
-            return send_plain_denial(&Denial { rejection, provider_index: None, retry_after_seconds: None }, &info);
+            return send_plain_denial(&Denial::without_provider(rejection), &info);
         }
         let selected = plugin.select(&RequestRoute {
             route_name: route_name.as_deref(),
@@ -224,9 +229,7 @@ fn handle(shared: &Shared, config_index: usize, config: &FilterConfig, info: &Re
         }
     }
 
-    // A browser never sends credentials on a preflight, so a request with an Authorization
-    // header is authenticated like any other.
-    if config.bypass_cors_preflight && info.authorization.is_empty() && info.is_cors_preflight() {
+    if config.bypass_cors_preflight && info.is_cors_preflight() {
         debug!("request passes: CORS preflight request_id={}", info.request_id);
         return FirstPass::Done(Action::Continue);
     }
@@ -234,9 +237,8 @@ fn handle(shared: &Shared, config_index: usize, config: &FilterConfig, info: &Re
     let route_request = RouteRequest::new(&info.path, &info.method, &info.authority);
     if !config.rules.is_empty() {
         if let Err(rejection) = route::check_rule_input(route_request.path, &info.authority) {
-            let denial = Denial { rejection, provider_index: None, retry_after_seconds: None };
             let placement = Placement { config_index, rule_index: None };
-            return FirstPass::Done(enforce(config, placement, Verdict::Deny(denial), info));
+            return FirstPass::Done(enforce(config, placement, Verdict::Deny(Denial::without_provider(rejection)), info));
         }
     }
     let rule_index = config.rules.iter().position(|rule| rule.matcher.matches(&route_request));

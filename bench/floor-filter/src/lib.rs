@@ -147,7 +147,9 @@ fn signature_holds(key: &[u8], authorization: &[u8], es256: bool) -> bool {
 }
 
 /// Converts a 64-byte JWS `r || s` signature to the DER `SEQUENCE { INTEGER r, INTEGER s }`
-/// that Envoy's `verify_signature` expects. Range checks are left to the host.
+/// that Envoy's `verify_signature` expects. The filter's own conversion (src/der.rs) also
+/// checks the range of r and s, but this crate cannot link the filter, whose module registers
+/// its own root context, so the floor keeps this shorter copy and leaves range checks to the host.
 fn ecdsa_der(signature: &[u8]) -> Option<Vec<u8>> {
     if signature.len() != 64 {
         return None;

@@ -55,7 +55,7 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
     // As in the filter, before selection, so also without a global configuration.
     if !plugin.rules.is_empty() && !route::is_single_host(&options.host) {
         let rejection = Rejection::new(Reason::AuthorityInvalid, route::NOT_SINGLE_HOST_DETAIL);
-        let denial = Denial { rejection, provider_index: None, retry_after_seconds: None };
+        let denial = Denial::without_provider(rejection);
         print_reject(None, &denial, &options.host, &[]);
         return Ok(ExitCode::FAILURE);
     }
@@ -74,7 +74,7 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
     let route_request = RouteRequest::new(&options.path, &options.method, &options.host);
     if !config.rules.is_empty() {
         if let Err(rejection) = route::check_rule_input(route_request.path, &options.host) {
-            let denial = Denial { rejection, provider_index: None, retry_after_seconds: None };
+            let denial = Denial::without_provider(rejection);
             print_reject(Some(config), &denial, &options.host, &config.required_scopes);
             return Ok(ExitCode::FAILURE);
         }
