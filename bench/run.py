@@ -11,13 +11,17 @@ Run from anywhere with `make bench` or `python3 bench/run.py`. The script
    ROUNDS rounds after a warm-up, and parses requests/s, p50 and p99;
 5. sends distinct tokens to the distinct-token listener and reads Envoy's VmRSS after the first
    MEMORY_FIRST tokens and after MEMORY_TOTAL;
-6. starts a second Envoy whose filter fetches its JWKS from a local HTTP server and times the first
-   request after Envoy reports ready;
+6. starts a second Envoy, BENCH_COLD_STARTS times, whose filter fetches its JWKS from a local
+   HTTP server, and times the first request after Envoy reports ready;
 7. prints the results and writes them to docs/benchmarks.md.
+
+With two CPUs or more, Envoy is pinned to the last CPU and wrk to the first (taskset), so the
+load generator does not compete with the worker it measures.
 
 Everything listens on 127.0.0.1 only. Environment variables override the run length:
 BENCH_SECONDS (per listener and round, default 3), BENCH_ROUNDS (4), BENCH_WARMUP_SECONDS (1),
-BENCH_CONNECTIONS (4), BENCH_DISTINCT_TOKENS (5000), BENCH_MEMORY_TOKENS (100000).
+BENCH_CONNECTIONS (4), BENCH_DISTINCT_TOKENS (5000), BENCH_MEMORY_TOKENS (100000),
+BENCH_COLD_STARTS (3); BENCH_PIN=0 turns the CPU pinning off.
 """
 
 from __future__ import annotations
@@ -81,6 +85,32 @@ CONNECTIONS = env_int("BENCH_CONNECTIONS", 4, 1)
 DISTINCT_TOKENS = env_int("BENCH_DISTINCT_TOKENS", 5 * CACHE_SIZE, CACHE_SIZE + 1)
 MEMORY_TOTAL = env_int("BENCH_MEMORY_TOKENS", 100_000, 20)
 MEMORY_FIRST = MEMORY_TOTAL // 10
+COLD_STARTS = env_int("BENCH_COLD_STARTS", 3, 1)
+
+
+def cpu_pinning() -> tuple[int, int] | None:
+    """Return (Envoy's CPU, wrk's CPU), or None to let the kernel place both.
+
+    With two CPUs or more, Envoy runs on one and wrk on another, so the load generator does not
+    take turns with the worker it measures. On a 2-CPU machine this narrowed the spread between
+    rounds. BENCH_PIN=0 turns it off.
+    """
+    if os.environ.get("BENCH_PIN", "1") == "0" or shutil.which("taskset") is None:
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return cpus[-1], cpus[0]
+
+
+PINNING = cpu_pinning()
+
+
+def pinned(args: list[str], cpu_index: int) -> list[str]:
+    """Prefix `args` with taskset for Envoy's (0) or wrk's (1) CPU, when pinning is on."""
+    if PINNING is None:
+        return args
+    return ["taskset", "-c", str(PINNING[cpu_index])] + args
 
 # Upper bounds for single steps, so a stuck process cannot hang the run.
 ENVOY_READY_TIMEOUT_S = 60.0
@@ -446,8 +476,8 @@ class Envoy:
         self.started_at = 0.0
 
     def start(self) -> None:
-        args = [str(ENVOY), "-c", str(self.config_path), "--concurrency", "1", "--disable-hot-restart",
-                "--log-level", "warn", "--log-path", str(self.log_path)]
+        args = pinned([str(ENVOY), "-c", str(self.config_path), "--concurrency", "1", "--disable-hot-restart",
+                       "--log-level", "warn", "--log-path", str(self.log_path)], 0)
         log("$ " + " ".join(args))
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -601,7 +631,7 @@ def parse_wrk(output: str) -> WrkResult:
 
 def wrk_args(port: int, seconds: int, headers: dict | None = None, token_file: Path | None = None,
              request_limit: int = 0) -> list[str]:
-    args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    args = pinned(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout", "5s"], 1)
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
     if token_file is not None:
@@ -893,12 +923,22 @@ def existing_notes() -> str:
     return text[index + 1:] if index >= 0 else ""
 
 
+def cold_start_table(colds: list[ColdStartResult]) -> list[str]:
+    rows = [
+        "| start | process start to ready | first JWKS fetch after start | ready to the first 200 | second request |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for number, cold in enumerate(colds, start=1):
+        fetch = f"{cold.first_fetch_after_start_ms:.0f} ms" if cold.first_fetch_after_start_ms is not None else "never"
+        rows.append(f"| {number} | {cold.start_to_ready_ms:.0f} ms | {fetch} | {cold.ready_to_first_200_ms:.1f} ms "
+                    f"| {cold.second_request_ms:.1f} ms |")
+    return rows
+
+
 def write_document(context: dict, results: dict[str, ListenerResults], memory: MemoryResult,
-                   cold: ColdStartResult, ignored_fields: list[str]) -> str:
+                   colds: list[ColdStartResult], ignored_fields: list[str]) -> str:
     ratios = ratio_lines(results)
     kib_to_mib = 1 / 1024
-    first_fetch = (f"{cold.first_fetch_after_start_ms:.0f} ms after the process started"
-                   if cold.first_fetch_after_start_ms is not None else "never")
     lines = [
         "# Benchmarks",
         "",
@@ -916,6 +956,8 @@ def write_document(context: dict, results: dict[str, ListenerResults], memory: M
         f"- load average (1, 5, 15 min) at the start: {context['load_start']}; at the end: {context['load_end']}",
         f"- wrk: 1 thread, {CONNECTIONS} connections, HTTP/1.1 keep-alive on 127.0.0.1, "
         f"{WARMUP_SECONDS} s warm-up per listener, then {ROUNDS} rounds of {SECONDS} s per listener",
+        (f"- CPUs: Envoy pinned to CPU {PINNING[0]} and wrk to CPU {PINNING[1]} with taskset"
+         if PINNING is not None else "- CPUs: not pinned; the kernel placed Envoy and wrk"),
         f"- filter: `{FILTER_WASM.relative_to(REPO)}`, {context['wasm_bytes']} bytes",
     ]
     if ignored_fields:
@@ -966,12 +1008,9 @@ def write_document(context: dict, results: dict[str, ListenerResults], memory: M
         "",
         "A second Envoy whose filter has only a `remote_jwks`, served by an HTTP server on 127.0.0.1 in",
         "bench/run.py. The admin `/ready` endpoint is polled every 5 ms; the first request with a valid",
-        "RS256 token is sent as soon as it returns 200.",
+        f"RS256 token is sent as soon as it returns 200. Envoy is started {len(colds)} times, one row each.",
         "",
-        f"- process start to ready: {cold.start_to_ready_ms:.0f} ms",
-        f"- first JWKS fetch: {first_fetch}",
-        f"- ready to the first 200: {cold.ready_to_first_200_ms:.1f} ms",
-        f"- the second request, for comparison: {cold.second_request_ms:.1f} ms",
+        *cold_start_table(colds),
         "",
         "## Listeners",
         "",
@@ -1050,18 +1089,21 @@ def main() -> int:
     finally:
         envoy.stop()
 
-    log("cold start: Envoy with a remote JWKS on 127.0.0.1")
-    cold = measure_cold_start(jwks, tokens["RS256"])
+    colds = []
+    for attempt in range(COLD_STARTS):
+        log(f"cold start {attempt + 1} of {COLD_STARTS}: Envoy with a remote JWKS on 127.0.0.1")
+        colds.append(measure_cold_start(jwks, tokens["RS256"]))
     context["load_end"] = read_load_average()
 
     print_summary(results)
     log(f"memory: VmRSS {memory.rss_before_kib} KiB before, {memory.rss_first_kib} KiB after "
         f"{MEMORY_FIRST} tokens, {memory.rss_total_kib} KiB after {MEMORY_TOTAL}")
-    log(f"cold start: ready after {cold.start_to_ready_ms:.0f} ms, first 200 after another "
-        f"{cold.ready_to_first_200_ms:.1f} ms")
+    for cold in colds:
+        log(f"cold start: ready after {cold.start_to_ready_ms:.0f} ms, first 200 after another "
+            f"{cold.ready_to_first_200_ms:.1f} ms")
     if ignored_fields:
         log("the filter ignored unknown configuration fields: " + "; ".join(ignored_fields))
-    write_document(context, results, memory, cold, ignored_fields)
+    write_document(context, results, memory, colds, ignored_fields)
     log(f"wrote {DOC_PATH.relative_to(REPO)}")
 
     bad = [key for key, entry in results.items() if any(result.non_2xx for result in entry.rounds)]
