@@ -320,6 +320,7 @@ fn parse_provider(
         &reader.field("issuer"),
         "the exact iss value of the tokens (IDaaS: Issuer URL)",
     )?;
+    reject_placeholder(&issuer, &reader.field("issuer"))?;
 
     let audiences_field = reader.field("audiences");
     let audiences = match reader.get("audiences") {
@@ -327,7 +328,9 @@ fn parse_provider(
             let mut audiences = Vec::with_capacity(items.len());
             for (index, item) in items.iter().enumerate() {
                 let item_field = format!("{audiences_field}[{index}]");
-                audiences.push(non_empty_string(Some(item), &item_field, "an audience string")?);
+                let audience = non_empty_string(Some(item), &item_field, "an audience string")?;
+                reject_placeholder(&audience, &item_field)?;
+                audiences.push(audience);
             }
             audiences
         }
@@ -450,6 +453,7 @@ fn parse_remote_jwks(
     let uri_field = reader.field("uri");
     let what = if discovery { "the OpenID discovery URL" } else { "the JWKS URL" };
     let uri = non_empty_string(reader.get("uri"), &uri_field, what)?;
+    reject_placeholder(&uri, &uri_field)?;
     let (authority, fetch_path) = split_http_uri(&uri).map_err(|message| error(&uri_field, message))?;
 
     let mut number = |name: &'static str, unit: &str, min: u64, max: u64, default: u64| match reader.get(name) {
@@ -552,13 +556,59 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
+    /// Adds the members that were never read to `unknown_fields`, each with the closest known
+    /// member name when it is a likely typo: an ignored `requried_scopes` would silently drop
+    /// the scope requirement.
     pub(crate) fn collect_unknown(&self, unknown_fields: &mut Vec<String>) {
         for key in self.map.keys() {
-            if !self.read.contains(&key.as_str()) {
-                unknown_fields.push(self.field(key));
+            if self.read.contains(&key.as_str()) {
+                continue;
+            }
+            match closest_known(key, &self.read) {
+                Some(known) => unknown_fields.push(format!("{} (did you mean {known}?)", self.field(key))),
+                None => unknown_fields.push(self.field(key)),
             }
         }
     }
+}
+
+/// Returns the name in `known` nearest to `key` by edit distance, if at most two edits and
+/// fewer than half of the key's characters apart. Keys that start with `_` are Higress's own
+/// and get no suggestion.
+fn closest_known(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    if key.starts_with('_') {
+        return None;
+    }
+    let key_length = key.chars().count();
+    known
+        .iter()
+        .map(|name| (edit_distance(key, name), *name))
+        .filter(|(distance, _)| *distance <= 2 && *distance * 2 < key_length)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance between two strings, counted in characters.
+fn edit_distance(left: &str, right: &str) -> usize {
+    let right: Vec<char> = right.chars().collect();
+    let mut previous: Vec<usize> = (0..=right.len()).collect();
+    let mut current = vec![0; right.len() + 1];
+    for (i, left_char) in left.chars().enumerate() {
+        current.fill(0);
+        if let Some(first) = current.first_mut() {
+            *first = i + 1;
+        }
+        for (j, right_char) in right.iter().enumerate() {
+            let substitution = previous.get(j).copied().unwrap_or_default() + usize::from(left_char != *right_char);
+            let deletion = previous.get(j + 1).copied().unwrap_or_default() + 1;
+            let insertion = current.get(j).copied().unwrap_or_default() + 1;
+            if let Some(cell) = current.get_mut(j + 1) {
+                *cell = substitution.min(deletion).min(insertion);
+            }
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous.last().copied().unwrap_or_default()
 }
 
 pub(crate) fn error(field: &str, message: impl Into<String>) -> ConfigError {
@@ -593,6 +643,22 @@ pub(crate) fn boolean(value: Option<&Value>, field: &str, default: bool) -> Resu
         Some(Value::Bool(flag)) => Ok(*flag),
         Some(other) => Err(error(field, format!("must be true or false, got {other}"))),
     }
+}
+
+/// Rejects a value that still contains a documentation placeholder such as `<instance>`, which
+/// no issuer, audience or URL from the IDaaS console contains.
+fn reject_placeholder(value: &str, field: &str) -> Result<(), ConfigError> {
+    let Some(start) = value.find('<') else {
+        return Ok(());
+    };
+    let Some(length) = value.get(start..).and_then(|rest| rest.find('>')) else {
+        return Ok(());
+    };
+    let placeholder = value.get(start..=start + length).unwrap_or_default();
+    Err(error(
+        field,
+        format!("contains the placeholder {placeholder:?}; replace it with the value from the IDaaS console"),
+    ))
 }
 
 /// Reads an array of non-empty strings.
@@ -867,6 +933,50 @@ mod tests {
         let mut config = config_with(remote_provider());
         config["keep_token"] = serde_json::json!("yes");
         assert_eq!(field_of(&config), "keep_token");
+    }
+
+    #[test]
+    fn misspelled_field_gets_a_suggestion() {
+        let mut config = config_with(remote_provider());
+        config["requried_scopes"] = serde_json::json!(["model.invoke"]);
+        config["providers"][0]["allowed_algorithm"] = serde_json::json!(["RS256"]);
+        let parsed = parse(&config).unwrap();
+        assert!(parsed.unknown_fields.contains(&"requried_scopes (did you mean required_scopes?)".to_owned()), "{:?}", parsed.unknown_fields);
+        assert!(
+            parsed.unknown_fields.contains(&"providers[0].allowed_algorithm (did you mean allowed_algorithms?)".to_owned()),
+            "{:?}",
+            parsed.unknown_fields
+        );
+    }
+
+    #[test]
+    fn placeholders_are_rejected() {
+        fn assert_error(config: Value, field: &str, message: &str) {
+            let err = parse(&config).unwrap_err();
+            assert_eq!(err.field, field);
+            assert!(err.message.contains(message), "{}", err.message);
+        }
+
+        let mut provider = remote_provider();
+        provider["issuer"] = serde_json::json!("https://<instance>.aliyunidaas.com/api/v2/iauths_system/oauth2");
+        assert_error(config_with(provider), "providers[0].issuer", "placeholder \"<instance>\"");
+
+        let mut provider = remote_provider();
+        provider["audiences"] = serde_json::json!(["<Resource Server Identifier>"]);
+        assert_error(config_with(provider), "providers[0].audiences[0]", "placeholder \"<Resource Server Identifier>\"");
+
+        let mut provider = remote_provider();
+        provider["remote_jwks"]["uri"] = serde_json::json!("https://<instance>.aliyunidaas.com/api/v2/iauths_system/oauth2/jwks");
+        assert_error(config_with(provider), "providers[0].remote_jwks.uri", "replace it with the value from the IDaaS console");
+    }
+
+    #[test]
+    fn distant_unknown_field_gets_no_suggestion() {
+        assert_eq!(closest_known("colour", &["issuer", "audiences", "name"]), None);
+        assert_eq!(closest_known("_rules_", &["rules"]), None);
+        assert_eq!(closest_known("uri", &["url"]), Some("url"));
+        assert_eq!(edit_distance("requried_scopes", "required_scopes"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

@@ -246,6 +246,21 @@ fn check_config_warns_on_unknown_fields() {
 }
 
 #[test]
+fn check_config_suggests_misspelled_field() {
+    let mut config = e2e_config();
+    config["requried_scopes"] = json!(["model.invoke"]);
+    let path = write_config("misspelled_field", &config);
+
+    let run = run_tool(&["check-config", &path]);
+
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.stdout.contains("warning: requried_scopes (did you mean required_scopes?): unknown field"),
+        "{run:#?}"
+    );
+}
+
+#[test]
 fn check_config_hides_upstream_authorization() {
     let secret = "sk-cli-test-0123456789";
     let mut config = e2e_config();
