@@ -366,9 +366,14 @@ pub fn select_provider(config: &FilterConfig, claims: &Map<String, Value>) -> Re
         .iter()
         .position(|provider| provider.issuer == *issuer)
         .ok_or_else(|| {
+            let configured: Vec<&str> = config.providers.iter().map(|provider| provider.issuer.as_str()).collect();
             Rejection::new(
                 Reason::IssuerUnknown,
-                format!("iss {:?} matches no provider", jws::truncate(issuer, 128)),
+                format!(
+                    "iss {:?} matches no provider; the configured issuers are {:?}",
+                    jws::truncate(issuer, 128),
+                    jws::truncate(&configured.join(" "), 256)
+                ),
             )
         })
 }
@@ -433,8 +438,9 @@ pub fn check_audience(claims: &Map<String, Value>, allowed: &[String]) -> Result
         "token has no aud claim".to_owned()
     } else {
         format!(
-            "aud {:?} contains none of the configured audiences",
-            jws::truncate(&audiences.join(" "), 128)
+            "aud {:?} contains none of the configured audiences {:?}",
+            jws::truncate(&audiences.join(" "), 128),
+            jws::truncate(&allowed.join(" "), 256)
         )
     };
     Err(Rejection::new(Reason::AudienceNotAllowed, detail))

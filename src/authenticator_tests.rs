@@ -288,6 +288,23 @@ fn wrong_audience_is_rejected() {
     assert_eq!(reason_for_claims(&without(good_claims(), "aud")), Some(Reason::AudienceNotAllowed));
 }
 
+fn detail_for_claims(claims: &Value) -> String {
+    let key = TestKey::es256("k1");
+    match run_token(&key, &key.mint(claims)) {
+        Verdict::Deny(denial) => denial.rejection.detail.into_owned(),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[test]
+fn mismatch_details_name_configured_values() {
+    let issuer_detail = detail_for_claims(&with(good_claims(), "iss", json!("https://other.example")));
+    assert!(issuer_detail.contains(ISSUER), "{issuer_detail}");
+
+    let audience_detail = detail_for_claims(&with(good_claims(), "aud", json!("api://other")));
+    assert!(audience_detail.contains(AUDIENCE), "{audience_detail}");
+}
+
 #[test]
 fn audience_array_with_configured_entry_is_accepted() {
     assert_eq!(reason_for_claims(&with(good_claims(), "aud", json!(["api://other", AUDIENCE]))), None);

@@ -162,7 +162,10 @@ fn expand_env(template: &str, env: EnvLookup<'_>) -> Result<String, String> {
         };
         let name = after.get(..end).unwrap_or_default();
         let value = env(name).ok_or_else(|| {
-            format!("environment variable {name:?} is not set in the Wasm VM; add it to vm_config.environment_variables")
+            format!(
+                "environment variable {name:?} is not set; in Envoy, add it to vm_config.environment_variables, \
+                 and for the check-config command, export it in the shell"
+            )
         })?;
         output.push_str(&value);
         rest = after.get(end + 1..).unwrap_or_default();
