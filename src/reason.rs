@@ -119,7 +119,7 @@ impl Reason {
             Reason::TokenNotYetValid => "The token is not valid yet; check the client's clock.",
             Reason::ClaimInvalid => "A registered claim in the token has the wrong type.",
             Reason::AudienceNotAllowed => "The token was issued for another resource server (aud).",
-            Reason::ScopeEmpty => "The token carries no scope. In IDaaS, grant this application a permission with a Scope Value for the resource server.",
+            Reason::ScopeEmpty => "The token carries no scope. In IDaaS, grant this application a permission with a Scope Value for the resource server, and request it with scope=<Resource Server Identifier>|<Scope Value> in the token request.",
             Reason::ScopeInsufficient => "The token lacks a scope that this API requires.",
             Reason::JwksUnavailable => "The gateway cannot load the issuer's signing keys; retry later.",
             Reason::PathNotNormalized => "The request path is not in normalized form: it has a dot or empty segment, a backslash, or an encoded slash, backslash or unreserved character.",
