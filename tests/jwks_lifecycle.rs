@@ -392,6 +392,7 @@ fn outages() -> Vec<Outage> {
         outage("status500", Fault::ServerError, "HTTP 500"),
         outage("html", Fault::Html, "failed:"),
         outage("truncated", Fault::TruncatedJson, "failed:"),
+        outage("cutoff", Fault::CutOff, "failed:"),
         outage("huge", Fault::HugeBody, "failed:"),
         Outage {
             name: "akp",

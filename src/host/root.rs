@@ -376,18 +376,20 @@ impl Context for FilterRoot {
         };
 
         // Read the response before anything switches the effective context.
+        // A failed call (reset, or a response cut off after its headers) arrives with no
+        // headers, and Envoy then has no response map: reading one returns BadArgument, on
+        // which the SDK panics and kills the VM. So headers are read only when there are some.
         // Bytes, not text: the SDK's text getter panics on a value that is not UTF-8.
         let header = |name: &str| {
+            if num_headers == 0 {
+                return None;
+            }
             hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
                 .ok()
                 .flatten()
                 .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         };
-        let status = if num_headers == 0 {
-            None
-        } else {
-            header(":status").and_then(|status| status.parse::<u32>().ok())
-        };
+        let status = header(":status").and_then(|status| status.parse::<u32>().ok());
         let max_age = header("cache-control").and_then(|value| jwks_cache::cache_control_max_age(&value));
         // An oversized body is never read; its size alone rejects it.
         let body = if body_size == 0 || body_size > jwks_cache::MAX_JWKS_BODY_BYTES {

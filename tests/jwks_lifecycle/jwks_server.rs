@@ -41,6 +41,9 @@ pub enum Response {
     },
     /// Close the connection without a response.
     Close,
+    /// Send the head with the Content-Length of all of `body`, then only its first `sent`
+    /// bytes, then close the connection: a response cut off after its headers.
+    CutOff { body: Vec<u8>, sent: usize },
 }
 
 type Handler = dyn Fn(&str) -> Response + Send + Sync;
@@ -134,6 +137,15 @@ fn serve_connection(mut stream: TcpStream, keep_alive: bool, handler: &Handler) 
         };
         match handler(&path) {
             Response::Close => return,
+            Response::CutOff { body, sent } => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let part = body.get(..sent).unwrap_or(&body);
+                let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(part)).and_then(|()| stream.flush());
+                return;
+            }
             Response::Send { status, content_type, extra_headers, body } => {
                 let mut head = format!(
                     "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
@@ -222,6 +234,9 @@ pub enum Fault {
     Html,
     /// 200 with the first half of the JWKS document (a correct Content-Length for that half).
     TruncatedJson,
+    /// 200 whose Content-Length announces the whole JWKS document, but the connection closes
+    /// after half of it. Envoy reports the call as failed, with no response headers.
+    CutOff,
     /// 200 with a JWKS document of `HUGE_BODY_BYTES` whose keys would be usable if the size
     /// were not checked.
     HugeBody,
@@ -379,6 +394,11 @@ fn respond(state: &JwksState, path: &str) -> Response {
             json_response(200, text.as_bytes()[..text.len() / 2].to_vec(), None)
         }
         Some(Fault::HugeBody) => json_response(200, huge_jwks(&jwks), None),
+        Some(Fault::CutOff) => {
+            let body = jwks.to_string().into_bytes();
+            let sent = body.len() / 2;
+            Response::CutOff { body, sent }
+        }
     };
     if matches!(response, Response::Send { .. }) {
         if let Some(fetch) = lock(&state.counters).jwks_fetches.get_mut(index) {
