@@ -202,9 +202,12 @@ fn run_checks(
     let mut cache = cache
         .filter(|(cache, _)| cache.is_enabled())
         .map(|(cache, config_index)| (JwtCache::key(config_index, token), cache));
+    // An entry is trusted only while the key that verified it is still usable. A key removed
+    // from the set, or one that expired with a key set that could not be refreshed, no longer
+    // vouches for the token, so the token takes the full path and gets 401 or 503 there.
     let cached = cache
         .as_mut()
-        .and_then(|(key, cache)| cache.get(key, request.now_seconds));
+        .and_then(|(key, cache)| cache.get_if(key, request.now_seconds, |verified| verifying_key_is_usable(keys, verified)));
     let from_cache = cached.is_some();
     let verified = match cached {
         Some(verified) => verified,
@@ -220,6 +223,15 @@ fn run_checks(
         }
     }
     Ok(verified)
+}
+
+/// Returns whether the provider's keys are ready and still contain the key that verified a
+/// cached token.
+fn verifying_key_is_usable(keys: &dyn KeyStore, verified: &Verified) -> bool {
+    match keys.keys(verified.provider_index) {
+        KeyAvailability::Ready(key_set) => key_set.keys.iter().any(|key| key.fingerprint == verified.key_fingerprint),
+        KeyAvailability::Pending { .. } | KeyAvailability::Unavailable { .. } => false,
+    }
 }
 
 /// Returns the provider at `provider_index` and a function that turns a rejection into a

@@ -555,15 +555,26 @@ fn client_outside_allow_list_is_rejected() {
     assert_eq!(reason_with_provider(|p| p.subjects = Some(vec!["someone".to_owned()]), &key, &token), Some(Reason::ClientNotAllowed));
 }
 
-/// Counts signature checks, to see which requests the cache spared.
+/// Counts signature checks, to see which requests the cache spared. Its key set can be
+/// replaced, or made unavailable as an expired remote set is.
 struct CountingKeys {
-    set: KeySet,
+    set: std::cell::RefCell<KeySet>,
+    available: std::cell::Cell<bool>,
     checks: std::cell::Cell<usize>,
+}
+
+impl CountingKeys {
+    fn new(set: KeySet) -> CountingKeys {
+        CountingKeys { set: std::cell::RefCell::new(set), available: std::cell::Cell::new(true), checks: std::cell::Cell::new(0) }
+    }
 }
 
 impl KeyStore for CountingKeys {
     fn keys(&self, _provider_index: usize) -> KeyAvailability {
-        KeyAvailability::Ready(std::rc::Rc::new(self.set.clone()))
+        if !self.available.get() {
+            return KeyAvailability::Unavailable { retry_after_seconds: 1 };
+        }
+        KeyAvailability::Ready(std::rc::Rc::new(self.set.borrow().clone()))
     }
 
     fn verify_signature(&self, alg: Algorithm, key: &Jwk, message: &[u8], signature: &[u8]) -> bool {
@@ -583,7 +594,7 @@ fn run_cached(config: &FilterConfig, keys: &CountingKeys, token: &str, cache: &m
 #[test]
 fn cached_token_skips_the_signature_check() {
     let key = TestKey::es256("k1");
-    let keys = CountingKeys { set: key_set(&[&key]), checks: std::cell::Cell::new(0) };
+    let keys = CountingKeys::new(key_set(&[&key]));
     let mut cache = JwtCache::new(10);
     let token = key.mint(&good_claims());
     let config = config(&["model.invoke"]);
@@ -596,7 +607,7 @@ fn cached_token_skips_the_signature_check() {
 #[test]
 fn cached_token_still_meets_route_policy() {
     let key = TestKey::es256("k1");
-    let keys = CountingKeys { set: key_set(&[&key]), checks: std::cell::Cell::new(0) };
+    let keys = CountingKeys::new(key_set(&[&key]));
     let mut cache = JwtCache::new(10);
     let token = key.mint(&good_claims());
     let config = config(&[]);
@@ -609,10 +620,40 @@ fn cached_token_still_meets_route_policy() {
 #[test]
 fn rejected_token_is_not_cached() {
     let key = TestKey::es256("k1");
-    let keys = CountingKeys { set: key_set(&[&key]), checks: std::cell::Cell::new(0) };
+    let keys = CountingKeys::new(key_set(&[&key]));
     let mut cache = JwtCache::new(10);
     let token = key.mint(&with(good_claims(), "scope", json!("model.list")));
     let config = config(&["model.invoke"]);
     assert_eq!(reason(&run_cached(&config, &keys, &token, &mut cache, None)), Some(Reason::ScopeInsufficient));
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn cached_token_is_rejected_once_keys_expire() {
+    let key = TestKey::es256("k1");
+    let keys = CountingKeys::new(key_set(&[&key]));
+    let mut cache = JwtCache::new(10);
+    let token = key.mint(&good_claims());
+    let config = config(&["model.invoke"]);
+    assert!(matches!(run_cached(&config, &keys, &token, &mut cache, None), Verdict::Allow(_)));
+
+    keys.available.set(false);
+    assert_eq!(reason(&run_cached(&config, &keys, &token, &mut cache, None)), Some(Reason::JwksUnavailable));
+    assert!(cache.is_empty(), "the entry must go when its keys expire");
+    assert_eq!((cache.hits, cache.misses), (0, 2));
+}
+
+#[test]
+fn cached_token_is_rejected_once_its_key_leaves_the_set() {
+    let key = TestKey::es256("k1");
+    let other = TestKey::es256("k2");
+    let keys = CountingKeys::new(key_set(&[&key]));
+    let mut cache = JwtCache::new(10);
+    let token = key.mint(&good_claims());
+    let config = config(&["model.invoke"]);
+    assert!(matches!(run_cached(&config, &keys, &token, &mut cache, None), Verdict::Allow(_)));
+
+    *keys.set.borrow_mut() = key_set(&[&other]);
+    assert_eq!(reason(&run_cached(&config, &keys, &token, &mut cache, None)), Some(Reason::KeyNotFound));
     assert!(cache.is_empty());
 }

@@ -3,8 +3,9 @@
 //!
 //! A hit skips parsing and the signature; the policy checks (time, audience, scope, route
 //! rules) still run on every request. An entry never outlives the token's `exp`, and it is
-//! dropped when the key that verified it leaves the key set. Only tokens that were admitted
-//! are stored.
+//! dropped when the key that verified it leaves the key set or is no longer usable, as in an
+//! expired remote key set. The authenticator checks that on every hit. Only tokens that were
+//! admitted are stored.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
@@ -80,13 +81,24 @@ impl JwtCache {
 
     /// Returns the cached verification of a token, unless it has expired at `now_seconds`.
     pub fn get(&mut self, key: &CacheKey, now_seconds: i64) -> Option<Rc<Verified>> {
+        self.get_if(key, now_seconds, |_| true)
+    }
+
+    /// Returns the cached verification of a token if it has not expired at `now_seconds` and
+    /// `still_trusted` accepts it. An entry that fails either is removed and counts as a miss.
+    pub fn get_if(
+        &mut self,
+        key: &CacheKey,
+        now_seconds: i64,
+        still_trusted: impl Fn(&Verified) -> bool,
+    ) -> Option<Rc<Verified>> {
         if !self.is_enabled() {
             return None;
         }
         self.use_counter += 1;
         let use_counter = self.use_counter;
         match self.entries.get_mut(key) {
-            Some(entry) if now_seconds < entry.exp_seconds => {
+            Some(entry) if now_seconds < entry.exp_seconds && still_trusted(&entry.verified) => {
                 entry.last_used = use_counter;
                 let verified = Rc::clone(&entry.verified);
                 self.hits += 1;

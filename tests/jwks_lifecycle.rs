@@ -607,6 +607,42 @@ fn outage_with_warm_cache_keeps_serving_cached_keys() {
     assert!(problems.is_empty(), "warm-cache outages:\n{}\n{}", problems.join("\n"), gateway.log_tail());
 }
 
+#[test]
+fn cached_token_is_rejected_once_keys_expire() {
+    let server = JwksServer::start("expiry-jwks", jwks_of(&[KEY_1]));
+    let settings = json!({ "cache_duration_seconds": 1, "max_stale_seconds": 0, "timeout_ms": OUTAGE_TIMEOUT_MS });
+    let gateway = Gateway::start("cache_key_expiry", &[route("expiry", &server, settings)]);
+    let token = signed_by(KEY_1);
+    warm_up(&gateway, "expiry", &token, Duration::from_secs(10));
+    // Each request may land on another worker; enough of them put the token in every cache.
+    for _ in 0..CACHE_FILL_REQUESTS {
+        let reply = gateway.call("expiry", &token);
+        assert_eq!(status_of(&reply), Some(200), "the token must pass before the outage: {}", describe(&reply));
+    }
+
+    server.set_fault(Some(Fault::Down));
+    // The keys expire one second after the last successful fetch, since max_stale_seconds is 0.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = gateway.call("expiry", &token);
+    while status_of(&last) == Some(200) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        last = gateway.call("expiry", &token);
+    }
+    assert_eq!(status_of(&last), Some(503), "no 503 within 10 s of the outage: {}\n{}", describe(&last), gateway.log_tail());
+
+    // Every worker's keys have expired by now, so no cached entry may let the token through.
+    thread::sleep(Duration::from_millis(1000 + SCHEDULING_SLACK_MS));
+    let passed: Vec<String> = (0..CACHE_FILL_REQUESTS)
+        .map(|_| gateway.call("expiry", &token))
+        .filter(|reply| status_of(reply) != Some(503))
+        .map(|reply| describe(&reply))
+        .collect();
+    assert!(passed.is_empty(), "replies other than 503 after the keys expired: {passed:?}\n{}", gateway.log_tail());
+}
+
+/// Requests that reach every worker of the test gateway at least once, in practice.
+const CACHE_FILL_REQUESTS: usize = 20;
+
 // --- Start-up, bootstrap keys and discovery ---
 
 #[test]
