@@ -201,12 +201,14 @@ pub fn parse_config(bytes: &[u8]) -> Result<ParsedConfig, ConfigError> {
     parse_filter_config(&root, &|name| std::env::var(name).ok())
 }
 
-/// Parses the configuration text into its top-level JSON object.
+/// Parses the configuration text into its top-level JSON object. A member name given twice
+/// is an error, as in tokens: with "last one wins", a second `"required_scopes": []` would
+/// silently drop the first.
 pub fn parse_root(bytes: &[u8]) -> Result<Map<String, Value>, ConfigError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(error("", "configuration must be a JSON object")),
-        Err(parse_error) => Err(error("", format!("configuration is not valid JSON: {parse_error}"))),
+    match crate::json::parse_object(bytes) {
+        Ok(map) => Ok(map),
+        Err(crate::json::JsonError::NotAnObject) => Err(error("", "configuration must be a JSON object")),
+        Err(crate::json::JsonError::Invalid(message)) => Err(error("", format!("configuration is not valid JSON: {message}"))),
     }
 }
 
@@ -320,7 +322,7 @@ fn parse_provider(
         &reader.field("issuer"),
         "the exact iss value of the tokens (IDaaS: Issuer URL)",
     )?;
-    reject_placeholder(&issuer, &reader.field("issuer"))?;
+    check_identifier(&issuer, &reader.field("issuer"))?;
 
     let audiences_field = reader.field("audiences");
     let audiences = match reader.get("audiences") {
@@ -329,7 +331,7 @@ fn parse_provider(
             for (index, item) in items.iter().enumerate() {
                 let item_field = format!("{audiences_field}[{index}]");
                 let audience = non_empty_string(Some(item), &item_field, "an audience string")?;
-                reject_placeholder(&audience, &item_field)?;
+                check_identifier(&audience, &item_field)?;
                 audiences.push(audience);
             }
             audiences
@@ -505,19 +507,23 @@ fn parse_local_jwks(value: &Value, field: &str) -> Result<jwks::ParsedKeySet, Co
 
 /// Splits `http(s)://authority/path?query` into the fetch's `:authority` and `:path`.
 pub fn split_http_uri(uri: &str) -> Result<(String, String), String> {
+    let shown = without_userinfo(uri);
     let rest = uri
         .strip_prefix("https://")
         .or_else(|| uri.strip_prefix("http://"))
-        .ok_or_else(|| format!("{uri:?} must start with https:// or http://"))?;
+        .ok_or_else(|| format!("{shown:?} must start with https:// or http://"))?;
     if rest.chars().any(|c| c.is_whitespace() || c.is_control()) || rest.contains('#') {
-        return Err(format!("{uri:?} must not contain whitespace or a fragment"));
+        return Err(format!("{shown:?} must not contain whitespace or a fragment"));
     }
     let (authority, path) = match rest.find(['/', '?']) {
         Some(at) => rest.split_at(at),
         None => (rest, "/"),
     };
-    if authority.is_empty() || authority.contains('@') {
-        return Err(format!("{uri:?} has no host (or has user info, which is not allowed)"));
+    if authority.contains('@') {
+        return Err(format!("{shown:?} has user info, which is not allowed; the filter sends no credentials to the JWKS host"));
+    }
+    if authority.is_empty() {
+        return Err(format!("{shown:?} has no host"));
     }
     let path = if path.starts_with('?') {
         format!("/{path}")
@@ -525,6 +531,21 @@ pub fn split_http_uri(uri: &str) -> Result<(String, String), String> {
         path.to_owned()
     };
     Ok((authority.to_owned(), path))
+}
+
+/// Returns `uri` with any user info (`user:password@`) replaced by `***@`, for error messages:
+/// a password must not reach a log line even in a URI that is rejected for containing it.
+fn without_userinfo(uri: &str) -> String {
+    let (scheme, rest) = match uri.find("://") {
+        Some(at) => uri.split_at(at + 3),
+        None => ("", uri),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = rest.get(..authority_end).unwrap_or_default();
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}***@{}", rest.get(at + 1..).unwrap_or_default()),
+        None => uri.to_owned(),
+    }
 }
 
 /// Tracks which members of a JSON object were read, to report the rest as unknown.
@@ -643,6 +664,18 @@ pub(crate) fn boolean(value: Option<&Value>, field: &str, default: bool) -> Resu
         Some(Value::Bool(flag)) => Ok(*flag),
         Some(other) => Err(error(field, format!("must be true or false, got {other}"))),
     }
+}
+
+/// Checks an issuer or audience, which tokens must match exactly: no whitespace at either end
+/// (a copy-paste slip that would make every token fail), and no placeholder.
+fn check_identifier(value: &str, field: &str) -> Result<(), ConfigError> {
+    if value.trim() != value {
+        return Err(error(
+            field,
+            format!("{value:?} has whitespace at the start or end; tokens never do, so remove it"),
+        ));
+    }
+    reject_placeholder(value, field)
 }
 
 /// Rejects a value that still contains a documentation placeholder such as `<instance>`, which
@@ -933,6 +966,38 @@ mod tests {
         let mut config = config_with(remote_provider());
         config["keep_token"] = serde_json::json!("yes");
         assert_eq!(field_of(&config), "keep_token");
+    }
+
+    #[test]
+    fn userinfo_in_uri_is_rejected_without_echoing_it() {
+        let err = split_http_uri("https://user:secretpw@idp.example/jwks").unwrap_err();
+        assert!(err.contains("user info"), "{err}");
+        assert!(!err.contains("secretpw"), "{err}");
+        assert!(err.contains("https://***@idp.example/jwks"), "{err}");
+        let err = split_http_uri("https://user:secretpw@idp.example/a b").unwrap_err();
+        assert!(!err.contains("secretpw"), "{err}");
+        assert_eq!(without_userinfo("https://idp.example/a@b"), "https://idp.example/a@b");
+    }
+
+    #[test]
+    fn issuer_with_surrounding_whitespace_is_rejected() {
+        let mut provider = remote_provider();
+        provider["issuer"] = serde_json::json!(" https://example.aliyunidaas.com/api/v2/iauths_system/oauth2");
+        let err = parse(&config_with(provider)).unwrap_err();
+        assert_eq!(err.field, "providers[0].issuer");
+        assert!(err.message.contains("whitespace"), "{}", err.message);
+
+        let mut provider = remote_provider();
+        provider["audiences"] = serde_json::json!(["api://model-studio\n"]);
+        assert_eq!(field_of(&config_with(provider)), "providers[0].audiences[0]");
+    }
+
+    #[test]
+    fn duplicate_member_is_rejected() {
+        let text = br#"{"providers": [], "required_scopes": ["model.invoke"], "required_scopes": []}"#;
+        let err = parse_root(text).unwrap_err();
+        assert!(err.message.contains("required_scopes"), "{}", err.message);
+        assert!(err.message.contains("duplicate"), "{}", err.message);
     }
 
     #[test]
