@@ -101,7 +101,7 @@ pub struct SkippedKey {
 impl fmt::Display for SkippedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kid {
-            Some(kid) => write!(f, "keys[{}] (kid {:?}): {}", self.index, kid, self.reason),
+            Some(kid) => write!(f, "keys[{}] (kid {:?}): {}", self.index, crate::jws::truncate(kid, 64), self.reason),
             None => write!(f, "keys[{}] (no kid): {}", self.index, self.reason),
         }
     }
@@ -228,7 +228,7 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
     match key.get("use") {
         None => {}
         Some(Value::String(usage)) if usage == "sig" => {}
-        Some(other) => return Err(format!("\"use\" is {other}, not \"sig\"")),
+        Some(other) => return Err(format!("\"use\" is {}, not \"sig\"", crate::claims::short_json(other))),
     }
 
     if let Some(ops) = key.get("key_ops") {
@@ -244,7 +244,7 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
         None => None,
         Some(Value::String(name)) => match Algorithm::from_name(name) {
             Some(alg) => Some(alg),
-            None => return Err(format!("\"alg\" {name:?} is not an accepted signature algorithm")),
+            None => return Err(format!("\"alg\" {:?} is not an accepted signature algorithm", crate::jws::truncate(name, 32))),
         },
         Some(_) => return Err("\"alg\" is not a string".to_owned()),
     };
@@ -259,12 +259,12 @@ fn parse_jwk(entry: &Value) -> Result<Jwk, String> {
         "EC" => parse_ec(key)?,
         "OKP" => parse_okp(key)?,
         "oct" => return Err("symmetric (\"oct\") keys are never used".to_owned()),
-        other => return Err(format!("\"kty\" {other:?} is not supported")),
+        other => return Err(format!("\"kty\" {:?} is not supported", crate::jws::truncate(other, 32))),
     };
 
     if let Some(alg) = alg {
         if alg.key_family() != material.family() {
-            return Err(format!("\"alg\" {alg} does not fit \"kty\" {kty:?}"));
+            return Err(format!("\"alg\" {alg} does not fit \"kty\" {:?}", crate::jws::truncate(kty, 32)));
         }
     }
     Ok(Jwk::new(kid, alg, material))
@@ -291,7 +291,7 @@ fn parse_ec(key: &Map<String, Value>) -> Result<KeyMaterial, String> {
         "P-256" => 32,
         "P-384" => 48,
         "" => return Err("\"crv\" is missing".to_owned()),
-        other => return Err(format!("curve {other:?} is not supported (P-256 and P-384 are)")),
+        other => return Err(format!("curve {:?} is not supported (P-256 and P-384 are)", crate::jws::truncate(other, 32))),
     };
     let x = decode_member(key, "x")?;
     let y = decode_member(key, "y")?;
@@ -316,7 +316,7 @@ fn parse_ec(key: &Map<String, Value>) -> Result<KeyMaterial, String> {
 fn parse_okp(key: &Map<String, Value>) -> Result<KeyMaterial, String> {
     match key.get("crv").and_then(Value::as_str) {
         Some("Ed25519") => {}
-        Some(other) => return Err(format!("OKP curve {other:?} is not supported (Ed25519 is)")),
+        Some(other) => return Err(format!("OKP curve {:?} is not supported (Ed25519 is)", crate::jws::truncate(other, 32))),
         None => return Err("\"crv\" is missing".to_owned()),
     }
     let x = decode_member(key, "x")?;
@@ -380,6 +380,16 @@ mod tests {
         assert_eq!(parsed.key_set.keys.len(), 1);
         assert_eq!(parsed.skipped.len(), 1);
         assert_eq!(parsed.skipped[0].kid.as_deref(), Some("pq"));
+    }
+
+    #[test]
+    fn long_kid_is_shortened_in_the_skip_reason() {
+        let kid = "k".repeat(10_000);
+        let text = format!(r#"{{"keys":[{{"kty":"oct","kid":"{kid}","k":"AAAA"}}]}}"#);
+        let error = parse_jwks(text.as_bytes()).unwrap_err();
+        let line = error.to_string();
+        assert!(line.contains("symmetric"), "{line}");
+        assert!(line.len() < 300, "{} characters", line.len());
     }
 
     #[test]
