@@ -601,7 +601,16 @@ fn documented_json_configs_parse() {
 
     let mut failures = Vec::new();
     for snippet in json_snippets {
-        let result = idaas_jwt_filter::higress::parse_plugin_config(snippet.text.as_bytes(), &snippets::documented_env);
+        // The examples are templates: the filter rejects "<instance>" and the like, so a reader
+        // fills them in first, as this does.
+        let filled = fill_placeholders(&snippet.text);
+        if filled != snippet.text && !snippet.marked_invalid {
+            match idaas_jwt_filter::higress::parse_plugin_config(snippet.text.as_bytes(), &snippets::documented_env) {
+                Err(error) if error.to_string().contains("placeholder") => {}
+                other => failures.push(format!("{}: with its placeholders: expected a placeholder error, got {other:?}", snippet.location())),
+            }
+        }
+        let result = idaas_jwt_filter::higress::parse_plugin_config(filled.as_bytes(), &snippets::documented_env);
         match (result, snippet.marked_invalid) {
             (Ok(_), false) | (Err(_), true) => {}
             (Ok(_), true) => failures.push(format!("{}: marked invalid but accepted", snippet.location())),
@@ -609,6 +618,22 @@ fn documented_json_configs_parse() {
         }
     }
     assert!(failures.is_empty(), "documented configs:\n{}", failures.join("\n"));
+}
+
+/// Replaces each `<...>` placeholder of a documented example with a value a reader might fill
+/// in: `<instance>` with "example", any other with "api://example".
+fn fill_placeholders(text: &str) -> String {
+    let mut filled = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        let Some(length) = rest[start..].find('>') else { break };
+        filled.push_str(&rest[..start]);
+        let placeholder = &rest[start..=start + length];
+        filled.push_str(if placeholder == "<instance>" { "example" } else { "api://example" });
+        rest = &rest[start + length + 1..];
+    }
+    filled.push_str(rest);
+    filled
 }
 
 #[test]
