@@ -67,10 +67,15 @@ pub struct SharedKeys {
 }
 
 impl SharedKeys {
-    /// Names the records after the cluster and URI, so every filter instance in the VM that
-    /// fetches the same key set shares them.
-    pub fn for_source(cluster: &str, uri: &str) -> SharedKeys {
-        let base = format!("idaas_jwt_filter.v1|{cluster}|{uri}");
+    /// Names the records after the cluster, the URI and the cache settings, so every filter
+    /// instance in the VM that fetches the same key set with the same settings shares them. A
+    /// published record carries refresh and expiry times computed from the fetcher's settings,
+    /// so an instance with other settings must not adopt it.
+    pub fn for_source(cluster: &str, uri: &str, settings: &CacheSettings) -> SharedKeys {
+        let CacheSettings { cache_duration_ms, timeout_ms, max_stale_ms, kid_refetch_min_interval_ms, startup_wait_ms } = settings;
+        let base = format!(
+            "idaas_jwt_filter.v2|{cluster}|{uri}|{cache_duration_ms}|{timeout_ms}|{max_stale_ms}|{kid_refetch_min_interval_ms}|{startup_wait_ms}"
+        );
         SharedKeys {
             lease: format!("{base}|lease"),
             published: format!("{base}|keys"),
@@ -226,6 +231,15 @@ mod tests {
 
     fn acquire(store: &mut MemoryShared, holder: &str, now_ms: u64, cause: FetchCause) -> Acquire {
         try_acquire(store, KEY, holder, now_ms, cause, &SETTINGS)
+    }
+
+    #[test]
+    fn shared_names_differ_by_cache_settings() {
+        let strict = CacheSettings { cache_duration_ms: 1_000, max_stale_ms: 0, ..SETTINGS };
+        let default = SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &SETTINGS);
+        assert_eq!(default.published, SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &SETTINGS).published);
+        assert_ne!(default.published, SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &strict).published);
+        assert_ne!(default.lease, SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &strict).lease);
     }
 
     #[test]

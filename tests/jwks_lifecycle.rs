@@ -640,6 +640,46 @@ fn cached_token_is_rejected_once_keys_expire() {
     assert!(passed.is_empty(), "replies other than 503 after the keys expired: {passed:?}\n{}", gateway.log_tail());
 }
 
+#[test]
+fn routes_with_other_cache_settings_keep_their_own_expiry() {
+    let server = JwksServer::start("settings-jwks", jwks_of(&[KEY_1]));
+    // Both routes fetch through the same cluster and URI, so only their settings differ.
+    let lenient = route("lenient", &server, json!({ "timeout_ms": OUTAGE_TIMEOUT_MS }));
+    let strict_settings = json!({
+        "cluster": jwks_cluster("lenient"),
+        "cache_duration_seconds": 1,
+        "max_stale_seconds": 0,
+        "timeout_ms": OUTAGE_TIMEOUT_MS
+    });
+    let strict = route("strict", &server, strict_settings);
+    let gateway = Gateway::start("cache_settings_apart", &[lenient, strict]);
+    let token = signed_by(KEY_1);
+    for name in ["lenient", "strict"] {
+        warm_up(&gateway, name, &token, Duration::from_secs(10));
+        for _ in 0..CACHE_FILL_REQUESTS {
+            let reply = gateway.call(name, &token);
+            assert_eq!(status_of(&reply), Some(200), "{name}: the token must pass before the outage: {}", describe(&reply));
+        }
+    }
+
+    server.set_fault(Some(Fault::Down));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = gateway.call("strict", &token);
+    while status_of(&last) == Some(200) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        last = gateway.call("strict", &token);
+    }
+    assert_eq!(status_of(&last), Some(503), "strict: no 503 within 10 s of the outage: {}\n{}", describe(&last), gateway.log_tail());
+    thread::sleep(Duration::from_millis(1000 + SCHEDULING_SLACK_MS));
+
+    let replies = |name: &str| -> Vec<Option<u16>> { (0..CACHE_FILL_REQUESTS).map(|_| status_of(&gateway.call(name, &token))).collect() };
+    let strict_replies = replies("strict");
+    assert!(strict_replies.iter().all(|status| *status == Some(503)), "strict after expiry: {strict_replies:?}\n{}", gateway.log_tail());
+    // The lenient route's keys stay usable for max_stale_seconds (one day by default).
+    let lenient_replies = replies("lenient");
+    assert!(lenient_replies.iter().all(|status| *status == Some(200)), "lenient during the outage: {lenient_replies:?}\n{}", gateway.log_tail());
+}
+
 /// Requests that reach every worker of the test gateway at least once, in practice.
 const CACHE_FILL_REQUESTS: usize = 20;
 

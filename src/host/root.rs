@@ -703,16 +703,24 @@ fn report_cache_counts(shared: &mut Shared) {
 }
 
 /// Returns the key source index for a provider, sharing one remote source among providers
-/// that fetch the same cluster and URI.
+/// that fetch the same cluster and URI with the same settings.
 fn source_for(sources: &mut Vec<KeySource>, provider: &Provider, now_ms: u64) -> usize {
     match &provider.jwks {
         JwksSource::Local(key_set) => {
             sources.push(KeySource::Local(Rc::new(key_set.clone())));
         }
         JwksSource::Remote(remote) => {
+            // Providers share a source only if nothing about it differs: its timings, its
+            // bootstrap keys, and for discovery the issuer the document must name. Otherwise
+            // the first provider's settings would silently apply to the others.
             let existing = sources.iter().position(|source| {
                 matches!(source, KeySource::Remote(known)
-                    if known.remote.cluster == remote.cluster && known.remote.uri == remote.uri && known.remote.discovery == remote.discovery)
+                    if known.remote.cluster == remote.cluster
+                        && known.remote.uri == remote.uri
+                        && known.remote.discovery == remote.discovery
+                        && known.remote.cache_settings() == remote.cache_settings()
+                        && known.remote.bootstrap == remote.bootstrap
+                        && (!remote.discovery || known.issuer == provider.issuer))
             });
             if let Some(index) = existing {
                 return index;
@@ -722,7 +730,7 @@ fn source_for(sources: &mut Vec<KeySource>, provider: &Provider, now_ms: u64) ->
                 issuer: provider.issuer.clone(),
                 remote: remote.clone(),
                 cache: RemoteKeyCache::new(remote.cache_settings(), now_ms, remote.bootstrap.clone().map(Rc::new)),
-                shared_keys: SharedKeys::for_source(&remote.cluster, &remote.uri),
+                shared_keys: SharedKeys::for_source(&remote.cluster, &remote.uri, &remote.cache_settings()),
                 seen_cas: None,
                 location: None,
             })));
