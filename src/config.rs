@@ -81,7 +81,7 @@ impl ScopeMatch {
         match value.as_str() {
             Some("all") => Ok(ScopeMatch::All),
             Some("any") => Ok(ScopeMatch::Any),
-            _ => Err(error(field, format!("must be \"all\" or \"any\", got {value}"))),
+            _ => Err(error(field, format!("must be \"all\" or \"any\", got {}", describe_value(value)))),
         }
     }
 }
@@ -281,7 +281,7 @@ pub fn parse_filter_config(root: &Map<String, Value>, env: EnvLookup<'_>) -> Res
             Some("auto") => SignatureBackend::Auto,
             Some("host") => SignatureBackend::Host,
             Some("wasm") => SignatureBackend::Wasm,
-            _ => return Err(error("signature_backend", format!("must be \"auto\", \"host\" or \"wasm\", got {value}"))),
+            _ => return Err(error("signature_backend", format!("must be \"auto\", \"host\" or \"wasm\", got {}", describe_value(value)))),
         },
     };
     reader.collect_unknown(&mut unknown_fields);
@@ -507,7 +507,8 @@ fn parse_local_jwks(value: &Value, field: &str) -> Result<jwks::ParsedKeySet, Co
 
 /// Splits `http(s)://authority/path?query` into the fetch's `:authority` and `:path`.
 pub fn split_http_uri(uri: &str) -> Result<(String, String), String> {
-    let shown = without_userinfo(uri);
+    // A URI from a discovery document may be very long; messages show its start.
+    let shown = crate::jws::truncate(&without_userinfo(uri), 256);
     let rest = uri
         .strip_prefix("https://")
         .or_else(|| uri.strip_prefix("http://"))
@@ -533,19 +534,26 @@ pub fn split_http_uri(uri: &str) -> Result<(String, String), String> {
     Ok((authority.to_owned(), path))
 }
 
+/// Returns whether `value` is a URL whose authority has user info (`scheme://user@host`).
+fn has_userinfo(value: &str) -> bool {
+    let Some(rest) = value.find("://").and_then(|at| value.get(at + 3..)) else {
+        return false;
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    rest.get(..authority_end).is_some_and(|authority| authority.contains('@'))
+}
+
 /// Returns `uri` with any user info (`user:password@`) replaced by `***@`, for error messages:
 /// a password must not reach a log line even in a URI that is rejected for containing it.
 fn without_userinfo(uri: &str) -> String {
-    let (scheme, rest) = match uri.find("://") {
-        Some(at) => uri.split_at(at + 3),
-        None => ("", uri),
+    // Malformed URIs such as "http:/user:pw@host" count too, so everything from the first ':'
+    // to the last '@' is masked, which may also hide part of a path.
+    let Some(at) = uri.rfind('@') else {
+        return uri.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = rest.get(..authority_end).unwrap_or_default();
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}***@{}", rest.get(at + 1..).unwrap_or_default()),
-        None => uri.to_owned(),
-    }
+    let start = uri.find(':').filter(|colon| *colon < at).map_or(0, |colon| colon + 1);
+    let start = start + uri.get(start..at).map_or(0, |between| between.len() - between.trim_start_matches('/').len());
+    format!("{}***@{}", uri.get(..start).unwrap_or_default(), uri.get(at + 1..).unwrap_or_default())
 }
 
 /// Tracks which members of a JSON object were read, to report the rest as unknown.
@@ -643,7 +651,9 @@ pub(crate) fn non_empty_string(value: Option<&Value>, field: &str, what: &str) -
     match value {
         Some(Value::String(text)) if !text.trim().is_empty() => Ok(text.clone()),
         Some(Value::String(_)) => Err(error(field, format!("must not be empty; expected {what}"))),
-        Some(other) => Err(error(field, format!("must be a string ({what}), got {other}"))),
+        // The value is not shown: a secret such as an API key put in an array must not reach
+        // the log through this message.
+        Some(other) => Err(error(field, format!("must be a string ({what}), got {}", json_kind(other)))),
         None => Err(error(field, format!("is missing; expected {what}"))),
     }
 }
@@ -653,7 +663,7 @@ fn bounded_u64(value: &Value, field: &str, unit: &str, min: u64, max: u64) -> Re
         Some(number) if (min..=max).contains(&number) => Ok(number),
         _ => Err(error(
             field,
-            format!("must be a whole number of {unit} from {min} to {max}, got {value}"),
+            format!("must be a whole number of {unit} from {min} to {max}, got {}", describe_value(value)),
         )),
     }
 }
@@ -662,18 +672,44 @@ pub(crate) fn boolean(value: Option<&Value>, field: &str, default: bool) -> Resu
     match value {
         None => Ok(default),
         Some(Value::Bool(flag)) => Ok(*flag),
-        Some(other) => Err(error(field, format!("must be true or false, got {other}"))),
+        Some(other) => Err(error(field, format!("must be true or false, got {}", describe_value(other)))),
+    }
+}
+
+/// Names the JSON type of `value`, for messages that must not show the value itself.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Shows a wrong value in an error: numbers, booleans and null as they are, a string shortened,
+/// and only the type of an array or object, which could hold anything.
+fn describe_value(value: &Value) -> String {
+    match value {
+        Value::Array(_) | Value::Object(_) => json_kind(value).to_owned(),
+        Value::String(text) => format!("{:?}", crate::jws::truncate(text, 64)),
+        scalar => scalar.to_string(),
     }
 }
 
 /// Checks an issuer or audience, which tokens must match exactly: no whitespace at either end
 /// (a copy-paste slip that would make every token fail), and no placeholder.
 fn check_identifier(value: &str, field: &str) -> Result<(), ConfigError> {
+    let shown = without_userinfo(value);
     if value.trim() != value {
         return Err(error(
             field,
-            format!("{value:?} has whitespace at the start or end; tokens never do, so remove it"),
+            format!("{shown:?} has whitespace at the start or end; tokens never do, so remove it"),
         ));
+    }
+    if has_userinfo(value) {
+        return Err(error(field, format!("{shown:?} has user info (user:password@), which no issuer or audience URL contains")));
     }
     reject_placeholder(value, field)
 }
@@ -697,7 +733,7 @@ fn reject_placeholder(value: &str, field: &str) -> Result<(), ConfigError> {
 /// Reads an array of non-empty strings.
 pub(crate) fn string_list(value: &Value, field: &str) -> Result<Vec<String>, ConfigError> {
     let Value::Array(items) = value else {
-        return Err(error(field, format!("must be an array of strings, got {value}")));
+        return Err(error(field, format!("must be an array of strings, got {}", json_kind(value))));
     };
     items
         .iter()
@@ -976,7 +1012,9 @@ mod tests {
         assert!(err.contains("https://***@idp.example/jwks"), "{err}");
         let err = split_http_uri("https://user:secretpw@idp.example/a b").unwrap_err();
         assert!(!err.contains("secretpw"), "{err}");
-        assert_eq!(without_userinfo("https://idp.example/a@b"), "https://idp.example/a@b");
+        assert_eq!(without_userinfo("http:/user:pw@h/jwks"), "http:/***@h/jwks");
+        assert_eq!(without_userinfo("user:pw@h"), "user:***@h");
+        assert_eq!(without_userinfo("https://idp.example/jwks"), "https://idp.example/jwks");
     }
 
     #[test]
@@ -990,6 +1028,31 @@ mod tests {
         let mut provider = remote_provider();
         provider["audiences"] = serde_json::json!(["api://model-studio\n"]);
         assert_eq!(field_of(&config_with(provider)), "providers[0].audiences[0]");
+    }
+
+    #[test]
+    fn wrong_types_do_not_echo_strings_in_containers() {
+        let mut config = config_with(remote_provider());
+        config["upstream_authorization"] = serde_json::json!(["Bearer sk-live-secret"]);
+        let err = parse(&config).unwrap_err();
+        assert!(!err.message.contains("sk-live-secret"), "{}", err.message);
+        assert!(err.message.contains("got an array"), "{}", err.message);
+
+        let mut provider = remote_provider();
+        provider["remote_jwks"]["uri"] = serde_json::json!(["https://user:secretpw@idp.example/jwks"]);
+        let err = parse(&config_with(provider)).unwrap_err();
+        assert!(!err.message.contains("secretpw"), "{}", err.message);
+
+        let mut provider = remote_provider();
+        provider["issuer"] = serde_json::json!("https://user:secretpw@idp.example/oauth2");
+        let err = parse(&config_with(provider)).unwrap_err();
+        assert_eq!(err.field, "providers[0].issuer");
+        assert!(!err.message.contains("secretpw"), "{}", err.message);
+        assert!(err.message.contains("user info"), "{}", err.message);
+
+        let mut provider = remote_provider();
+        provider["audiences"] = serde_json::json!(["svc@example"]);
+        assert!(parse(&config_with(provider)).is_ok(), "an audience that is not a URL may contain '@'");
     }
 
     #[test]
