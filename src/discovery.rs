@@ -24,7 +24,8 @@ pub fn parse_discovery(body: &[u8], expected_issuer: &str) -> Result<JwksLocatio
         Some(Value::String(issuer)) if issuer == expected_issuer => {}
         Some(Value::String(issuer)) => {
             return Err(FetchError::Discovery(format!(
-                "issuer {issuer:?} differs from the configured issuer {expected_issuer:?}; fix providers[].issuer or the discovery uri"
+                "issuer {:?} differs from the configured issuer {expected_issuer:?}; fix providers[].issuer or the discovery uri",
+                crate::jws::truncate(issuer, 128)
             )))
         }
         _ => return Err(FetchError::Discovery("issuer is missing".to_owned())),

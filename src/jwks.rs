@@ -98,6 +98,10 @@ pub struct SkippedKey {
     pub reason: String,
 }
 
+/// Maximum number of skipped keys named one by one in a message or log, because a key set
+/// can hold thousands.
+pub const MAX_SKIPPED_SHOWN: usize = 5;
+
 impl fmt::Display for SkippedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kid {
@@ -141,8 +145,12 @@ impl fmt::Display for JwksError {
             }
             JwksError::NoUsableKey(skipped) => {
                 f.write_str("JWKS has no usable signature key; ")?;
-                let reasons: Vec<String> = skipped.iter().map(ToString::to_string).collect();
-                f.write_str(&reasons.join("; "))
+                let reasons: Vec<String> = skipped.iter().take(MAX_SKIPPED_SHOWN).map(ToString::to_string).collect();
+                f.write_str(&reasons.join("; "))?;
+                if skipped.len() > MAX_SKIPPED_SHOWN {
+                    write!(f, "; and {} more skipped keys", skipped.len() - MAX_SKIPPED_SHOWN)?;
+                }
+                Ok(())
             }
         }
     }
@@ -390,6 +398,15 @@ mod tests {
         let line = error.to_string();
         assert!(line.contains("symmetric"), "{line}");
         assert!(line.len() < 300, "{} characters", line.len());
+    }
+
+    #[test]
+    fn many_skipped_keys_are_summarized() {
+        let entries = vec![r#"{"kty":"oct","k":"AAAA"}"#; 1000].join(",");
+        let text = format!(r#"{{"keys":[{entries}]}}"#);
+        let line = parse_jwks(text.as_bytes()).unwrap_err().to_string();
+        assert!(line.contains("and 995 more skipped keys"), "{line}");
+        assert!(line.len() < 1000, "{} characters", line.len());
     }
 
     #[test]

@@ -534,8 +534,16 @@ fn store_fetched(
     fetched: FetchedKeys,
 ) {
     let FetchedKeys { parsed, text, max_age, jitter_permille } = fetched;
-    for skipped in &parsed.skipped {
+    for skipped in parsed.skipped.iter().take(jwks::MAX_SKIPPED_SHOWN) {
         warn!("provider {}: JWKS from {}: skipping {skipped}", remote.name, remote.remote.uri);
+    }
+    if parsed.skipped.len() > jwks::MAX_SKIPPED_SHOWN {
+        warn!(
+            "provider {}: JWKS from {}: skipping {} more keys",
+            remote.name,
+            remote.remote.uri,
+            parsed.skipped.len() - jwks::MAX_SKIPPED_SHOWN
+        );
     }
 
     let key_count = parsed.key_set.keys.len();
