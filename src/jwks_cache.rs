@@ -378,6 +378,11 @@ impl RemoteKeyCache {
         if matches!(self.state, FetchState::InFlight { .. }) || self.kid_refetch_requested {
             return UnknownKidDecision::Refetch;
         }
+        // The last fetch failed and its retry is not due: no refetch can run before then, so
+        // holding the request would only delay its rejection.
+        if matches!(self.state, FetchState::Backoff { retry_at_ms } if now_ms < retry_at_ms) {
+            return UnknownKidDecision::Reject;
+        }
         // A refetch inside the interval throttles only once its result is here: until another
         // worker's refetch is adopted, the kid may be in it, so the request waits for it.
         let throttled = self.last_kid_refetch_ms.is_some_and(|last| {
@@ -411,6 +416,12 @@ impl RemoteKeyCache {
         for kid in in_question {
             self.remember_unknown_kid(kid, forget_at_ms);
         }
+    }
+
+    /// Returns whether requests wait for kids that another worker's fetch may bring: kids are
+    /// in question, but this worker has no fetch in flight and no refetch requested.
+    pub fn waits_for_other_worker(&self) -> bool {
+        !self.kids_in_question.is_empty() && !self.kid_refetch_requested && !matches!(self.state, FetchState::InFlight { .. })
     }
 
     /// Notes a kid refetch that another worker started, so this one does not start another

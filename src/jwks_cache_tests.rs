@@ -266,3 +266,25 @@ fn fetch_response_checks() {
     ));
     assert!(matches!(parse_fetch_response(Some(200), 0, None), Err(FetchError::Jwks(JwksError::NotJson(_)))));
 }
+
+#[test]
+fn unknown_kid_is_rejected_while_a_failed_fetch_backs_off() {
+    let mut cache = loaded(&["k1"]);
+    cache.request_kid_refetch("a");
+    cache.fetch_started(1_000);
+    let delay_ms = cache.fetch_failed(1_100);
+    assert_eq!(cache.unknown_kid("b", 1_200), UnknownKidDecision::Reject);
+    assert_eq!(cache.unknown_kid("b", 1_100 + delay_ms), UnknownKidDecision::Refetch);
+}
+
+#[test]
+fn delegated_kids_wait_for_the_other_worker() {
+    let mut cache = loaded(&["k1"]);
+    assert!(!cache.waits_for_other_worker());
+    cache.request_kid_refetch("a");
+    assert!(!cache.waits_for_other_worker(), "this worker still asks for the refetch itself");
+    cache.fetch_delegated();
+    assert!(cache.waits_for_other_worker());
+    cache.kid_refetch_refused(2_000);
+    assert!(!cache.waits_for_other_worker());
+}

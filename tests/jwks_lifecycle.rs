@@ -680,6 +680,35 @@ fn routes_with_other_cache_settings_keep_their_own_expiry() {
     assert!(lenient_replies.iter().all(|status| *status == Some(200)), "lenient during the outage: {lenient_replies:?}\n{}", gateway.log_tail());
 }
 
+#[test]
+fn unknown_kid_during_outage_is_rejected_without_waiting() {
+    // Well under the hold deadline of a kid refetch (fetch timeout + 1 s grace + two ticks).
+    const MAX_REJECTION_MS: u128 = 800;
+    let server = JwksServer::start("kid-outage-jwks", jwks_of(&[KEY_1]));
+    let settings = json!({ "timeout_ms": OUTAGE_TIMEOUT_MS, "kid_refetch_min_interval_seconds": 1 });
+    let gateway = Gateway::start("kid_outage", &[route("kid-outage", &server, settings)]);
+    let valid = signed_by(KEY_1);
+    warm_up(&gateway, "kid-outage", &valid, Duration::from_secs(10));
+
+    server.set_fault(Some(Fault::ServerError));
+    // The first unknown kid starts a refetch, which fails; the shared backoff begins.
+    let first = gateway.call("kid-outage", &with_kid(&valid, "outage-kid-0"));
+    let code = |reply: &Result<Reply, String>| reply.as_ref().map(reason_code).unwrap_or_default();
+    assert_eq!(code(&first), "key_not_found", "first: {}", describe(&first));
+
+    let mut slow = Vec::new();
+    for attempt in 1..=6 {
+        let started = Instant::now();
+        let reply = gateway.call("kid-outage", &with_kid(&valid, &format!("outage-kid-{attempt}")));
+        let elapsed = started.elapsed();
+        assert_eq!(code(&reply), "key_not_found", "attempt {attempt}: {}", describe(&reply));
+        if elapsed.as_millis() > MAX_REJECTION_MS {
+            slow.push(format!("attempt {attempt}: {elapsed:?}"));
+        }
+    }
+    assert!(slow.is_empty(), "unknown kids waited for a refetch that could not run: {slow:?}\n{}", gateway.log_tail());
+}
+
 /// Requests that reach every worker of the test gateway at least once, in practice.
 const CACHE_FILL_REQUESTS: usize = 20;
 

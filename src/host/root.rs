@@ -252,6 +252,13 @@ impl FilterRoot {
                 }
                 record_key_gauges(remote, now_ms);
 
+                // Another worker's refetch for this worker's kids may have failed: the lease is
+                // then free and backing off, and no fetch can bring the kids before the retry.
+                if remote.cache.waits_for_other_worker() && shared_fetch_failed(&store, remote, now_ms) {
+                    remote.cache.kid_refetch_refused(now_ms);
+                    changed.push(index);
+                }
+
                 if remote.cache.fetch_overdue(now_ms) {
                     shared.in_flight.retain(|_, (source_index, _)| *source_index != index);
                     fail_fetch(remote, &mut store, &shared.worker_id, now_ms, &FetchError::TimedOut);
@@ -284,9 +291,17 @@ impl FilterRoot {
                             }
                         }
                     }
-                    Acquire::HeldByOther | Acquire::BackingOff { .. } => {
+                    Acquire::HeldByOther => {
                         if cause == FetchCause::UnknownKid {
                             remote.cache.fetch_delegated();
+                        }
+                    }
+                    Acquire::BackingOff { .. } => {
+                        // A fetch by some worker just failed, and none may start before the
+                        // shared backoff ends: the kids' held requests get key_not_found now.
+                        if cause == FetchCause::UnknownKid {
+                            remote.cache.kid_refetch_refused(now_ms);
+                            changed.push(index);
                         }
                     }
                     Acquire::KidRefetchThrottled { last_kid_refetch_ms } => {
@@ -475,6 +490,13 @@ pub fn adopt_missing_keys(shared: &mut Shared, config_index: usize, now_ms: u64)
         }
     }
     changed
+}
+
+/// Returns whether the shared lease of `remote` shows a failed fetch whose backoff has not
+/// ended, with no fetch in progress.
+fn shared_fetch_failed(store: &HostSharedData, remote: &RemoteSource, now_ms: u64) -> bool {
+    fetch_lease::read_lease(store, &remote.shared_keys.lease)
+        .is_some_and(|(lease, _)| lease.holder.is_empty() && lease.failures > 0 && now_ms < lease.not_before_ms)
 }
 
 /// Adopts the key set another worker published, if it is newer than the local one. Returns
