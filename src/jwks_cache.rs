@@ -418,6 +418,11 @@ impl RemoteKeyCache {
         }
     }
 
+    /// Returns whether requests wait for a refetch that may bring their kids.
+    pub fn has_kids_in_question(&self) -> bool {
+        !self.kids_in_question.is_empty()
+    }
+
     /// Returns whether requests wait for kids that another worker's fetch may bring: kids are
     /// in question, but this worker has no fetch in flight and no refetch requested.
     pub fn waits_for_other_worker(&self) -> bool {

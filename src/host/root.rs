@@ -299,7 +299,9 @@ impl FilterRoot {
                     Acquire::BackingOff { .. } => {
                         // A fetch by some worker just failed, and none may start before the
                         // shared backoff ends: the kids' held requests get key_not_found now.
-                        if cause == FetchCause::UnknownKid {
+                        // This worker's own retry may be due earlier than the shared backoff,
+                        // so kids wait here also when the cause is a retry.
+                        if cause == FetchCause::UnknownKid || remote.cache.has_kids_in_question() {
                             remote.cache.kid_refetch_refused(now_ms);
                             changed.push(index);
                         }
