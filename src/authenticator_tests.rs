@@ -644,7 +644,7 @@ fn cached_token_is_rejected_once_keys_expire() {
 }
 
 #[test]
-fn cached_token_is_rejected_once_its_key_leaves_the_set() {
+fn cached_token_rejected_after_key_removal() {
     let key = TestKey::es256("k1");
     let other = TestKey::es256("k2");
     let keys = CountingKeys::new(key_set(&[&key]));

@@ -201,9 +201,8 @@ pub fn parse_config(bytes: &[u8]) -> Result<ParsedConfig, ConfigError> {
     parse_filter_config(&root, &|name| std::env::var(name).ok())
 }
 
-/// Parses the configuration text into its top-level JSON object. A member name given twice
-/// is an error, as in tokens: with "last one wins", a second `"required_scopes": []` would
-/// silently drop the first.
+/// Parses the configuration text into its top-level JSON object. A member name given twice is
+/// an error, because with "last one wins" a second `"required_scopes": []` would drop the first.
 pub fn parse_root(bytes: &[u8]) -> Result<Map<String, Value>, ConfigError> {
     match crate::json::parse_object(bytes) {
         Ok(map) => Ok(map),
@@ -507,24 +506,24 @@ fn parse_local_jwks(value: &Value, field: &str) -> Result<jwks::ParsedKeySet, Co
 
 /// Splits `http(s)://authority/path?query` into the fetch's `:authority` and `:path`.
 pub fn split_http_uri(uri: &str) -> Result<(String, String), String> {
-    // A URI from a discovery document may be very long; messages show its start.
-    let shown = crate::jws::truncate(&without_userinfo(uri), 256);
+    // A URI from a discovery document may be very long, so messages show only its start.
+    let masked_uri = crate::jws::truncate(&without_userinfo(uri), 256);
     let rest = uri
         .strip_prefix("https://")
         .or_else(|| uri.strip_prefix("http://"))
-        .ok_or_else(|| format!("{shown:?} must start with https:// or http://"))?;
+        .ok_or_else(|| format!("{masked_uri:?} must start with https:// or http://"))?;
     if rest.chars().any(|c| c.is_whitespace() || c.is_control()) || rest.contains('#') {
-        return Err(format!("{shown:?} must not contain whitespace or a fragment"));
+        return Err(format!("{masked_uri:?} must not contain whitespace or a fragment"));
     }
     let (authority, path) = match rest.find(['/', '?']) {
         Some(at) => rest.split_at(at),
         None => (rest, "/"),
     };
     if authority.contains('@') {
-        return Err(format!("{shown:?} has user info, which is not allowed; the filter sends no credentials to the JWKS host"));
+        return Err(format!("{masked_uri:?} has user info, which is not allowed; the filter sends no credentials to the JWKS host"));
     }
     if authority.is_empty() {
-        return Err(format!("{shown:?} has no host"));
+        return Err(format!("{masked_uri:?} has no host"));
     }
     let path = if path.starts_with('?') {
         format!("/{path}")
@@ -543,8 +542,8 @@ fn has_userinfo(value: &str) -> bool {
     rest.get(..authority_end).is_some_and(|authority| authority.contains('@'))
 }
 
-/// Returns `uri` with any user info (`user:password@`) replaced by `***@`, for error messages:
-/// a password must not reach a log line even in a URI that is rejected for containing it.
+/// Returns `uri` with any user info (`user:password@`) replaced by `***@`. Error messages use
+/// it, so a password never reaches a log line, even in a URI rejected for containing it.
 fn without_userinfo(uri: &str) -> String {
     // Malformed URIs such as "http:/user:pw@host" count too, so everything from the first ':'
     // to the last '@' is masked, which may also hide part of a path.
@@ -585,9 +584,8 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
-    /// Adds the members that were never read to `unknown_fields`, each with the closest known
-    /// member name when it is a likely typo: an ignored `requried_scopes` would silently drop
-    /// the scope requirement.
+    /// Adds the members that were never read to `unknown_fields`. A likely typo gets the closest
+    /// known name, because an ignored `requried_scopes` silently drops the scope requirement.
     pub(crate) fn collect_unknown(&self, unknown_fields: &mut Vec<String>) {
         for key in self.map.keys() {
             if self.read.contains(&key.as_str()) {
@@ -651,7 +649,7 @@ pub(crate) fn non_empty_string(value: Option<&Value>, field: &str, what: &str) -
     match value {
         Some(Value::String(text)) if !text.trim().is_empty() => Ok(text.clone()),
         Some(Value::String(_)) => Err(error(field, format!("must not be empty; expected {what}"))),
-        // The value is not shown: a secret such as an API key put in an array must not reach
+        // The value is not printed, because an API key put in an array must not reach
         // the log through this message.
         Some(other) => Err(error(field, format!("must be a string ({what}), got {}", json_kind(other)))),
         None => Err(error(field, format!("is missing; expected {what}"))),
@@ -701,15 +699,15 @@ fn describe_value(value: &Value) -> String {
 /// Checks an issuer or audience, which tokens must match exactly: no whitespace at either end
 /// (a copy-paste slip that would make every token fail), and no placeholder.
 fn check_identifier(value: &str, field: &str) -> Result<(), ConfigError> {
-    let shown = without_userinfo(value);
+    let masked = without_userinfo(value);
     if value.trim() != value {
         return Err(error(
             field,
-            format!("{shown:?} has whitespace at the start or end; tokens never do, so remove it"),
+            format!("{masked:?} has whitespace at the start or end; tokens never do, so remove it"),
         ));
     }
     if has_userinfo(value) {
-        return Err(error(field, format!("{shown:?} has user info (user:password@), which no issuer or audience URL contains")));
+        return Err(error(field, format!("{masked:?} has user info (user:password@), which no issuer or audience URL contains")));
     }
     reject_placeholder(value, field)
 }

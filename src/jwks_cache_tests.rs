@@ -268,7 +268,7 @@ fn fetch_response_checks() {
 }
 
 #[test]
-fn unknown_kid_is_rejected_while_a_failed_fetch_backs_off() {
+fn unknown_kid_rejected_during_backoff() {
     let mut cache = loaded(&["k1"]);
     cache.request_kid_refetch("a");
     cache.fetch_started(1_000);

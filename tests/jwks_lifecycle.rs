@@ -614,20 +614,11 @@ fn cached_token_is_rejected_once_keys_expire() {
     let gateway = Gateway::start("cache_key_expiry", &[route("expiry", &server, settings)]);
     let token = signed_by(KEY_1);
     warm_up(&gateway, "expiry", &token, Duration::from_secs(10));
-    // Each request may land on another worker; enough of them put the token in every cache.
-    for _ in 0..CACHE_FILL_REQUESTS {
-        let reply = gateway.call("expiry", &token);
-        assert_eq!(status_of(&reply), Some(200), "the token must pass before the outage: {}", describe(&reply));
-    }
+    fill_worker_caches(&gateway, "expiry", &token);
 
     server.set_fault(Some(Fault::Down));
     // The keys expire one second after the last successful fetch, since max_stale_seconds is 0.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = gateway.call("expiry", &token);
-    while status_of(&last) == Some(200) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-        last = gateway.call("expiry", &token);
-    }
+    let last = call_while_ok(&gateway, "expiry", &token, Duration::from_secs(10));
     assert_eq!(status_of(&last), Some(503), "no 503 within 10 s of the outage: {}\n{}", describe(&last), gateway.log_tail());
 
     // Every worker's keys have expired by now, so no cached entry may let the token through.
@@ -641,7 +632,7 @@ fn cached_token_is_rejected_once_keys_expire() {
 }
 
 #[test]
-fn routes_with_other_cache_settings_keep_their_own_expiry() {
+fn cache_settings_are_not_shared() {
     let server = JwksServer::start("settings-jwks", jwks_of(&[KEY_1]));
     // Both routes fetch through the same cluster and URI, so only their settings differ.
     let lenient = route("lenient", &server, json!({ "timeout_ms": OUTAGE_TIMEOUT_MS }));
@@ -656,19 +647,11 @@ fn routes_with_other_cache_settings_keep_their_own_expiry() {
     let token = signed_by(KEY_1);
     for name in ["lenient", "strict"] {
         warm_up(&gateway, name, &token, Duration::from_secs(10));
-        for _ in 0..CACHE_FILL_REQUESTS {
-            let reply = gateway.call(name, &token);
-            assert_eq!(status_of(&reply), Some(200), "{name}: the token must pass before the outage: {}", describe(&reply));
-        }
+        fill_worker_caches(&gateway, name, &token);
     }
 
     server.set_fault(Some(Fault::Down));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = gateway.call("strict", &token);
-    while status_of(&last) == Some(200) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-        last = gateway.call("strict", &token);
-    }
+    let last = call_while_ok(&gateway, "strict", &token, Duration::from_secs(10));
     assert_eq!(status_of(&last), Some(503), "strict: no 503 within 10 s of the outage: {}\n{}", describe(&last), gateway.log_tail());
     thread::sleep(Duration::from_millis(1000 + SCHEDULING_SLACK_MS));
 
@@ -711,6 +694,26 @@ fn unknown_kid_during_outage_is_rejected_without_waiting() {
 
 /// Requests that reach every worker of the test gateway at least once, in practice.
 const CACHE_FILL_REQUESTS: usize = 20;
+
+/// Sends `token` on `route` often enough to reach every worker, so each worker caches it.
+fn fill_worker_caches(gateway: &Gateway, route: &str, token: &str) {
+    for _ in 0..CACHE_FILL_REQUESTS {
+        let reply = gateway.call(route, token);
+        assert_eq!(status_of(&reply), Some(200), "{route}: the token must pass before the outage: {}", describe(&reply));
+    }
+}
+
+/// Sends `token` on `route` every 100 ms while it gets 200, for at most `timeout`, and returns
+/// the last reply.
+fn call_while_ok(gateway: &Gateway, route: &str, token: &str, timeout: Duration) -> Result<Reply, String> {
+    let deadline = Instant::now() + timeout;
+    let mut last = gateway.call(route, token);
+    while status_of(&last) == Some(200) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        last = gateway.call(route, token);
+    }
+    last
+}
 
 // --- Start-up, bootstrap keys and discovery ---
 

@@ -252,8 +252,8 @@ impl FilterRoot {
                 }
                 record_key_gauges(remote, now_ms);
 
-                // Another worker's refetch for this worker's kids may have failed: the lease is
-                // then free and backing off, and no fetch can bring the kids before the retry.
+                // Another worker's refetch for this worker's kids may have failed. The lease is
+                // then free and backing off, so no fetch can bring the kids before the retry.
                 if remote.cache.waits_for_other_worker() && shared_fetch_failed(&store, remote, now_ms) {
                     remote.cache.kid_refetch_refused(now_ms);
                     changed.push(index);
@@ -297,10 +297,10 @@ impl FilterRoot {
                         }
                     }
                     Acquire::BackingOff { .. } => {
-                        // A fetch by some worker just failed, and none may start before the
-                        // shared backoff ends: the kids' held requests get key_not_found now.
-                        // This worker's own retry may be due earlier than the shared backoff,
-                        // so kids wait here also when the cause is a retry.
+                        // A fetch just failed and none may start before the shared backoff ends,
+                        // so the kids' held requests get key_not_found now. This worker's own
+                        // retry may be due before the shared backoff ends, so this also applies
+                        // when the cause is a retry.
                         if cause == FetchCause::UnknownKid || remote.cache.has_kids_in_question() {
                             remote.cache.kid_refetch_refused(now_ms);
                             changed.push(index);
@@ -394,8 +394,8 @@ impl Context for FilterRoot {
 
         // Read the response before anything switches the effective context.
         // A failed call (reset, or a response cut off after its headers) arrives with no
-        // headers, and Envoy then has no response map: reading one returns BadArgument, on
-        // which the SDK panics and kills the VM. So headers are read only when there are some.
+        // headers, and Envoy then has no response map. Reading one returns BadArgument, and the
+        // SDK panics on that, which kills the VM. So headers are read only when there are some.
         // Bytes, not text: the SDK's text getter panics on a value that is not UTF-8.
         let header = |name: &str| {
             if num_headers == 0 {
