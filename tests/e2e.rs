@@ -357,6 +357,9 @@ fn empty_audiences_stops_envoy() {
     assert!(errors[0].contains("audiences"), "the error line does not name `audiences`: {}", errors[0]);
 }
 
+/// A password or API key placed in an invalid configuration, which no log line may contain.
+const SECRET_IN_CONFIG: &str = "sk-e2e-config-secret";
+
 #[test]
 fn invalid_plugin_configs_fail_validation() {
     let valid = envoy_config::idp_plugin_config(9);
@@ -387,6 +390,22 @@ fn invalid_plugin_configs_fail_validation() {
     config["providers"][0]["local_jwks"] = json!(r#"{"keys":[]}"#);
     cases.push(("local_jwks_without_keys", config, Some("local_jwks")));
 
+    let mut config = valid.clone();
+    config["providers"][0]["issuer"] = json!("https://<instance>.aliyunidaas.com/api/v2/iauths_system/oauth2");
+    cases.push(("placeholder_issuer", config, Some("placeholder")));
+
+    let mut config = valid.clone();
+    config["providers"][0]["audiences"] = json!(["api://model-studio "]);
+    cases.push(("audience_with_trailing_space", config, Some("whitespace")));
+
+    let mut config = valid.clone();
+    config["providers"][0]["remote_jwks"]["uri"] = json!(format!("http://user:{SECRET_IN_CONFIG}@127.0.0.1:9/jwks"));
+    cases.push(("jwks_uri_with_password", config, Some("user info")));
+
+    let mut config = valid.clone();
+    config["upstream_authorization"] = json!([format!("Bearer {SECRET_IN_CONFIG}")]);
+    cases.push(("upstream_authorization_as_array", config, Some("upstream_authorization")));
+
     let mut failures = Vec::new();
     for (name, plugin_config, field) in cases {
         let config_path = work_dir().join(format!("validate_{name}.json"));
@@ -396,6 +415,9 @@ fn invalid_plugin_configs_fail_validation() {
         let (status, log) = stack::validate_envoy_config(&format!("validate_{name}"), &config_path).unwrap();
 
         let errors = plugin_error_lines(&log);
+        if log.contains(SECRET_IN_CONFIG) {
+            failures.push(format!("{name}: the Envoy log contains the secret from the configuration"));
+        }
         if status.success() {
             failures.push(format!("{name}: envoy --mode validate accepted it"));
         } else if errors.len() != 1 {
@@ -423,6 +445,27 @@ fn malformed_plugin_json_fails_validation() {
     assert!(!status.success(), "envoy --mode validate accepted malformed JSON\n{log}");
     let errors = plugin_error_lines(&log);
     assert_eq!(errors.len(), 1, "expected one plugin error line, got {errors:#?}");
+}
+
+#[test]
+fn duplicate_plugin_member_fails_validation() {
+    let config_path = work_dir().join("validate_duplicate_member.json");
+    let valid = envoy_config::idp_plugin_config(9);
+    let mut bootstrap = bootstrap_with_plugin_config(valid.clone());
+    // serde_json cannot build an object with a member twice, so the text is spliced.
+    let text = valid.to_string();
+    let duplicated = format!("{{\"required_scopes\": [], {}", text.strip_prefix('{').unwrap());
+    let listener_filters = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
+    let wasm_filter = &mut listener_filters["typed_config"]["http_filters"][0];
+    wasm_filter["typed_config"]["config"]["configuration"]["value"] = json!(duplicated);
+    std::fs::write(&config_path, bootstrap.to_string()).unwrap();
+
+    let (status, log) = stack::validate_envoy_config("validate_duplicate_member", &config_path).unwrap();
+
+    assert!(!status.success(), "envoy --mode validate accepted a member given twice\n{log}");
+    let errors = plugin_error_lines(&log);
+    assert_eq!(errors.len(), 1, "expected one plugin error line, got {errors:#?}");
+    assert!(errors[0].contains("duplicate"), "the error line does not name the duplicate: {}", errors[0]);
 }
 
 // --- The repository's own configs and the built module ---
