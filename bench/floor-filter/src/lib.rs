@@ -5,6 +5,8 @@
 //! The plugin configuration is a list of words:
 //! - `strip`: read `Authorization` and remove it (the least a filter that checks a bearer
 //!   token and keeps it from the upstream can do);
+//! - `read`: read `Authorization` and leave it in place (the least a filter that checks a
+//!   bearer token and forwards it can do, as ours does with `keep_token`);
 //! - `sha256`: also hash the header value with SHA-256 (what the verified-token cache does on
 //!   every request);
 //! - `verify <base64 SPKI DER>`: also check the token's RS256 signature with Envoy's
@@ -28,7 +30,10 @@ proxy_wasm::main! {{
 
 #[derive(Default)]
 struct Settings {
-    strip: bool,
+    /// Whether `Authorization` is read.
+    read: bool,
+    /// Whether it is also removed after it is read.
+    remove: bool,
     sha256: bool,
     /// DER SubjectPublicKeyInfo of the key, when signatures are checked.
     verify_key: Option<Vec<u8>>,
@@ -42,7 +47,11 @@ impl Settings {
         let mut words = text.split_whitespace();
         while let Some(word) = words.next() {
             match word {
-                "strip" => settings.strip = true,
+                "strip" => {
+                    settings.read = true;
+                    settings.remove = true;
+                }
+                "read" => settings.read = true,
                 "sha256" => settings.sha256 = true,
                 "verify" => settings.verify_key = Some(STANDARD.decode(words.next()?).ok()?),
                 "verify-es256" => {
@@ -72,7 +81,7 @@ impl RootContext for FloorRoot {
                 true
             }
             None => {
-                let message = format!("invalid floor filter configuration {text:?}: expected the words strip, sha256, verify <base64 SPKI DER> and verify-es256 <base64 SPKI DER>");
+                let message = format!("invalid floor filter configuration {text:?}: expected the words strip, read, sha256, verify <base64 SPKI DER> and verify-es256 <base64 SPKI DER>");
                 let _ = hostcalls::log(LogLevel::Error, &message);
                 false
             }
@@ -97,7 +106,7 @@ impl Context for FloorFilter {}
 impl HttpContext for FloorFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let settings = &self.settings;
-        if !settings.strip {
+        if !settings.read {
             return Action::Continue;
         }
         let value = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "authorization").ok().flatten().unwrap_or_default();
@@ -110,7 +119,9 @@ impl HttpContext for FloorFilter {
                 return Action::Pause;
             }
         }
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "authorization", None);
+        if settings.remove {
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "authorization", None);
+        }
         Action::Continue
     }
 }
