@@ -51,20 +51,28 @@ impl RequestInfo {
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)?;
         let mut info = RequestInfo::default();
         for (name, bytes) in headers {
-            let value = match String::from_utf8(bytes) {
-                Ok(text) => text,
-                Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+            // Envoy passes names in lower case, so the copy is made only for another host.
+            let lowered;
+            let name = if name.bytes().any(|byte| byte.is_ascii_uppercase()) {
+                lowered = name.to_ascii_lowercase();
+                lowered.as_str()
+            } else {
+                name.as_str()
             };
-            match name.to_ascii_lowercase().as_str() {
-                "authorization" => info.authorization.push(value),
-                ":authority" => info.authority = value,
-                ":path" => info.path = value,
-                ":method" => info.method = value,
-                "x-request-id" => info.request_id = value,
-                "origin" => info.origin = value,
-                "access-control-request-method" => info.preflight_method = value,
-                _ => {}
-            }
+            let field = match name {
+                "authorization" => {
+                    info.authorization.push(header_text(bytes));
+                    continue;
+                }
+                ":authority" => &mut info.authority,
+                ":path" => &mut info.path,
+                ":method" => &mut info.method,
+                "x-request-id" => &mut info.request_id,
+                "origin" => &mut info.origin,
+                "access-control-request-method" => &mut info.preflight_method,
+                _ => continue,
+            };
+            *field = header_text(bytes);
         }
         Ok(info)
     }
@@ -84,6 +92,14 @@ impl RequestInfo {
             && !self.origin.is_empty()
             && !self.preflight_method.is_empty()
             && self.authorization.is_empty()
+    }
+}
+
+/// Converts a header value to text, replacing bytes that are not UTF-8.
+fn header_text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
     }
 }
 
