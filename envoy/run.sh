@@ -88,9 +88,10 @@ cat <<EOF
 The stack is up. Logs: $LOG_DIR/idp.log, $LOG_DIR/upstream.log, $LOG_DIR/envoy.log
 Paste these into another shell:
 
-# 1. Get an access token for the ci-pipeline client (scope model.invoke)
+# 1. Get an access token for the ci-pipeline client. The scope is named as IDaaS names it:
+#    <Resource Server Identifier>|<Scope Value>
 TOKEN=\$(curl -s -u ci-pipeline:ci-pipeline-secret -d grant_type=client_credentials \\
-  -d resource=api://model-studio -d scope=model.invoke \\
+  --data-urlencode 'scope=api://model-studio|model.invoke' \\
   $ISSUER/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 
 # 2. Call through Envoy with the token: 200, and the echo shows no authorization header
@@ -103,7 +104,7 @@ curl -i http://127.0.0.1:10000/v1/chat/completions
 
 # 4. With the no-scope client's token: 403 scope_empty
 NO_SCOPE_TOKEN=\$(curl -s -u no-scope:no-scope-secret -d grant_type=client_credentials \\
-  -d resource=api://model-studio \\
+  --data-urlencode 'scope=api://model-studio|model.invoke' \\
   $ISSUER/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 curl -i -H "Authorization: Bearer \$NO_SCOPE_TOKEN" http://127.0.0.1:10000/v1/chat/completions
 

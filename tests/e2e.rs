@@ -123,6 +123,21 @@ fn idp_token_is_accepted() {
 }
 
 #[test]
+fn idaas_form_scope_token_is_accepted() {
+    // The token request names the scope as IDaaS does, `<Resource Server Identifier>|<Scope
+    // Value>`, with no `resource` field, and the token's scope keeps that form.
+    let scope = format!("{}|model.invoke", tokens::AUDIENCE);
+    let token = tokens::fetch_idp_token_with(&stack().token_endpoint, "ci-pipeline", &[("scope", &scope)]);
+    let claims = tokens::decode_payload(&token);
+    assert_eq!(claims["scope"], scope.as_str(), "unexpected scope from the IdP: {claims}");
+    assert_eq!(claims["aud"], tokens::AUDIENCE, "unexpected aud from the IdP: {claims}");
+
+    let reply = call_idp_listener(Some(&bearer(&token)));
+
+    assert_passed_upstream(&reply);
+}
+
+#[test]
 fn minted_idp_like_token_is_accepted() {
     // The rejection tests below change one thing in this token; this shows the rest is valid.
     let token = tokens::sign_as_idp(&tokens::idp_like_claims(&stack().issuer));

@@ -18,6 +18,8 @@
 //                                      it requests (oidc-provider drops an empty scope), like an
 //                                      IDaaS application whose Scope Value is unset.
 // A client gets only the scopes it requests with `scope=`; without `scope=` the token has none.
+// Scopes may be requested bare (`model.invoke`) or in the IDaaS form
+// (`api://model-studio|model.invoke`); the IDaaS `<resource>|.all` is not emulated.
 //
 // Environment: IDP_PORT (default 9000); IDP_LISTEN_HOST (default 127.0.0.1), which only
 // docker-compose changes, to 0.0.0.0 inside its container so that the published port reaches it. The
@@ -81,8 +83,12 @@ const configuration = {
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resourceIndicator, client) => {
         const allowed = ALLOWED_SCOPES_BY_CLIENT[client.clientId] ?? [];
+        // Each scope is offered bare and in the IDaaS form `<resource>|<scope>`, so both
+        // `scope=model.invoke` and `scope=api://model-studio|model.invoke` work, and the token
+        // carries the form that was requested.
+        const offered = allowed.flatMap((scope) => [scope, `${resourceIndicator}|${scope}`]);
         return {
-          scope: allowed.join(' '),
+          scope: offered.join(' '),
           audience: resourceIndicator,
           accessTokenTTL: ACCESS_TOKEN_TTL_SECONDS,
           accessTokenFormat: 'jwt',

@@ -122,11 +122,18 @@ pub fn with_tampered_signature(token: &str) -> String {
 
 /// Requests a client_credentials token from the local IdP's token endpoint.
 pub fn fetch_idp_token(token_endpoint: &str, client_id: &str, scope: Option<&str>) -> String {
-    let credentials = STANDARD.encode(format!("{client_id}:{client_id}-secret"));
-    let mut form = vec![("grant_type", "client_credentials"), ("resource", AUDIENCE)];
+    let mut form = vec![("resource", AUDIENCE)];
     if let Some(scope) = scope {
         form.push(("scope", scope));
     }
+    fetch_idp_token_with(token_endpoint, client_id, &form)
+}
+
+/// Requests a client_credentials token with the given form fields besides `grant_type`.
+pub fn fetch_idp_token_with(token_endpoint: &str, client_id: &str, fields: &[(&str, &str)]) -> String {
+    let credentials = STANDARD.encode(format!("{client_id}:{client_id}-secret"));
+    let mut form = vec![("grant_type", "client_credentials")];
+    form.extend_from_slice(fields);
     let response = crate::http::agent()
         .post(token_endpoint)
         .set("authorization", &format!("Basic {credentials}"))
