@@ -692,6 +692,60 @@ fn unknown_kid_during_outage_is_rejected_without_waiting() {
     assert!(slow.is_empty(), "unknown kids waited for a refetch that could not run: {slow:?}\n{}", gateway.log_tail());
 }
 
+#[test]
+fn mass_release_of_held_requests_keeps_vm_alive() {
+    // Envoy runs the local replies sent in one VM callback nested in one another. On one
+    // worker of Envoy 1.40, about 300 of them overflowed V8's stack and killed the VM.
+    const HELD: usize = 450;
+    const JWKS_LATENCY_MS: u64 = 800;
+    let server = JwksServer::start("release-jwks", jwks_of(&[KEY_1]));
+    let settings = json!({ "cache_duration_seconds": 600, "timeout_ms": 3000, "kid_refetch_min_interval_seconds": 1 });
+    let gateway = Arc::new(Gateway::start_with_workers("release", &[route("release", &server, settings)], 1));
+    let valid = signed_by(KEY_1);
+    warm_up(&gateway, "release", &valid, Duration::from_secs(10));
+    // Past the refetch interval, so the first unknown kid starts a refetch that the rest join.
+    thread::sleep(Duration::from_millis(1200));
+    let fetches_before = server.fetch_count();
+    server.set_latency(Duration::from_millis(JWKS_LATENCY_MS));
+
+    let unknown = Arc::new(with_kid(&valid, "held-kid"));
+    let barrier = Arc::new(std::sync::Barrier::new(HELD));
+    let clients: Vec<_> = (0..HELD)
+        .map(|_| {
+            let (gateway, unknown, barrier) = (Arc::clone(&gateway), Arc::clone(&unknown), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                let started = Instant::now();
+                let reply = gateway.call("release", &unknown);
+                (reply, started.elapsed())
+            })
+        })
+        .collect();
+    let results: Vec<(Result<Reply, String>, Duration)> =
+        clients.into_iter().map(|client| client.join().expect("a client thread panicked")).collect();
+    server.set_latency(Duration::ZERO);
+
+    let mut codes: Vec<(String, usize)> = Vec::new();
+    for (reply, _) in &results {
+        let code = match reply {
+            Ok(reply) => format!("{} {}", reply.status, reason_code(reply)),
+            Err(error) => error.clone(),
+        };
+        match codes.iter_mut().find(|(known, _)| *known == code) {
+            Some((_, count)) => *count += 1,
+            None => codes.push((code, 1)),
+        }
+    }
+    let held = results.iter().filter(|(_, took)| took.as_millis() as u64 >= JWKS_LATENCY_MS / 2).count();
+    println!("mass release: {HELD} requests, {held} held for the refetch, replies {codes:?}");
+
+    assert!(server.fetch_count() > fetches_before, "no refetch for the unknown kid, so nothing was held");
+    assert!(held >= HELD / 2, "only {held} of {HELD} requests were held; the test did not exercise the release");
+    assert_eq!(codes, vec![("401 key_not_found".to_string(), HELD)], "every held request must get 401 key_not_found\n{}", gateway.log_tail());
+    let after = gateway.call("release", &valid);
+    assert_eq!(status_of(&after), Some(200), "a valid token after the release got {}\n{}", describe(&after), gateway.log_tail());
+}
+
 /// Requests that reach every worker of the test gateway at least once, in practice.
 const CACHE_FILL_REQUESTS: usize = 20;
 

@@ -112,6 +112,20 @@ pub struct Placement {
     rule_index: Option<usize>,
 }
 
+/// Maximum number of requests one worker keeps waiting for keys. A request beyond it gets 503
+/// `jwks_unavailable` at once, so a burst of tokens with unknown kids cannot grow memory without bound.
+pub const MAX_HELD_REQUESTS: usize = 1000;
+
+/// Maximum number of held requests finished in one host callback. The rest wait for the next tick.
+///
+/// Envoy defers each local reply sent during a callback and runs the deferred replies nested in
+/// one another once the callback returns, each re-entering the VM. On Envoy 1.40 about 300 of
+/// them overflowed V8's stack, which kills the VM for good, so each callback sends far fewer.
+pub const MAX_FINISHED_PER_CALLBACK: usize = 50;
+
+/// Longest path kept for a held request's log line, in characters.
+const HELD_PATH_CHARS: usize = 128;
+
 /// A request paused until its keys arrive or a refetch for its kid ends.
 pub struct WaitingRequest {
     pub context_id: u32,
@@ -121,6 +135,24 @@ pub struct WaitingRequest {
     info: RequestInfo,
     /// Time at which the request gets its final response even if the fetch has not ended.
     deadline_ms: u64,
+    /// Whether the fetch it waited for has ended, so it is finished at the next chance.
+    released: bool,
+}
+
+impl WaitingRequest {
+    fn is_due(&self, now_ms: u64) -> bool {
+        self.released || now_ms >= self.deadline_ms
+    }
+}
+
+/// Result of `hold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HoldOutcome {
+    Held,
+    /// The worker already keeps `MAX_HELD_REQUESTS` waiting.
+    Full,
+    /// The filter state was already borrowed, which should not happen.
+    Busy,
 }
 
 pub struct FilterRequest {
@@ -226,10 +258,10 @@ impl FilterRequest {
         match pass {
             FirstPass::Done(action) => action,
             FirstPass::Hold { source_index, placement, kid, deadline_ms } => {
-                if hold(shared_cell, self.context_id, source_index, placement, kid.as_deref(), deadline_ms, info) {
-                    Action::Pause
-                } else {
-                    send_unavailable(&RequestInfo::default())
+                match hold(shared_cell, self.context_id, source_index, placement, kid.as_deref(), deadline_ms, &info) {
+                    HoldOutcome::Held => Action::Pause,
+                    HoldOutcome::Full => send_plain_denial(&too_many_held_denial(), &info),
+                    HoldOutcome::Busy => send_unavailable(&info),
                 }
             }
         }
@@ -332,22 +364,38 @@ fn hold(
     placement: Placement,
     kid: Option<&str>,
     deadline_ms: u64,
-    info: RequestInfo,
-) -> bool {
+    info: &RequestInfo,
+) -> HoldOutcome {
     let Ok(mut shared) = shared_cell.try_borrow_mut() else {
-        return false;
+        return HoldOutcome::Busy;
     };
+    if shared.waiting.len() >= MAX_HELD_REQUESTS {
+        return HoldOutcome::Full;
+    }
     if let (Some(kid), Some(KeySource::Remote(remote))) = (kid, shared.sources.get_mut(source_index)) {
         remote.cache.request_kid_refetch(kid);
     }
+    // Only log lines read the path of a held request, and they shorten it anyway.
+    let mut info = info.clone();
+    info.path = crate::jws::truncate(info.path_without_query(), HELD_PATH_CHARS);
     shared.waiting.push(WaitingRequest {
         context_id,
         source_index,
         placement,
         info,
         deadline_ms,
+        released: false,
     });
-    true
+    HoldOutcome::Held
+}
+
+fn too_many_held_denial() -> Denial {
+    let detail = format!("{MAX_HELD_REQUESTS} requests already wait for keys on this worker");
+    Denial {
+        rejection: Rejection::new(Reason::JwksUnavailable, detail),
+        provider_index: None,
+        retry_after_seconds: Some(1),
+    }
 }
 
 /// Carries out a final verdict on the current effective context and returns the action for
@@ -493,33 +541,47 @@ fn unavailable_denial(provider_index: Option<usize>, detail: &'static str) -> De
     }
 }
 
-/// Finishes held requests of `source_index` (all held requests when `None`) now that its
-/// fetch has ended, successfully or not.
+/// Releases the held requests of `source_index` (all held requests when `None`) now that its
+/// fetch has ended, successfully or not, and finishes the first of them.
 pub fn resume_waiting(shared_cell: &Rc<RefCell<Shared>>, source_index: Option<usize>, now_ms: u64) {
-    let ready = take_waiting(shared_cell, |waiting| {
-        source_index.is_none_or(|index| index == waiting.source_index)
-    });
-    finish_waiting(shared_cell, ready, now_ms, false);
+    if let Ok(mut shared) = shared_cell.try_borrow_mut() {
+        for waiting in shared.waiting.iter_mut() {
+            if source_index.is_none_or(|index| index == waiting.source_index) {
+                waiting.released = true;
+            }
+        }
+    }
+    finish_due(shared_cell, now_ms);
 }
 
-/// Finishes held requests whose deadline has passed: they are authenticated once more and
-/// denied if they would still have to wait.
-pub fn expire_waiting(shared_cell: &Rc<RefCell<Shared>>, now_ms: u64) {
-    let expired = take_waiting(shared_cell, |waiting| now_ms >= waiting.deadline_ms);
-    finish_waiting(shared_cell, expired, now_ms, true);
+/// Finishes held requests that were released or whose deadline has passed, at most
+/// `MAX_FINISHED_PER_CALLBACK` of them, oldest first. Requests at their deadline are
+/// authenticated once more and denied if they would still have to wait.
+pub fn finish_due(shared_cell: &Rc<RefCell<Shared>>, now_ms: u64) {
+    let due = take_due(shared_cell, now_ms);
+    finish_waiting(shared_cell, due, now_ms);
 }
 
-fn take_waiting(shared_cell: &Rc<RefCell<Shared>>, mut selected: impl FnMut(&WaitingRequest) -> bool) -> Vec<WaitingRequest> {
+fn take_due(shared_cell: &Rc<RefCell<Shared>>, now_ms: u64) -> Vec<WaitingRequest> {
     let Ok(mut shared) = shared_cell.try_borrow_mut() else {
         return Vec::new();
     };
-    let (taken, kept): (Vec<_>, Vec<_>) = shared.waiting.drain(..).partition(|waiting| selected(waiting));
-    shared.waiting = kept;
-    taken
+    let mut due = Vec::new();
+    let mut still_waiting = Vec::with_capacity(shared.waiting.len());
+    for waiting in shared.waiting.drain(..) {
+        if due.len() < MAX_FINISHED_PER_CALLBACK && waiting.is_due(now_ms) {
+            due.push(waiting);
+        } else {
+            still_waiting.push(waiting);
+        }
+    }
+    shared.waiting = still_waiting;
+    due
 }
 
-fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingRequest>, now_ms: u64, at_deadline: bool) {
+fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingRequest>, now_ms: u64) {
     for waiting in requests {
+        let at_deadline = now_ms >= waiting.deadline_ms;
         let (verdict, plugin) = {
             let Ok(shared) = shared_cell.try_borrow() else {
                 continue;
@@ -535,7 +597,7 @@ fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingReques
             let deadline_ms = wait_until_ms.unwrap_or_else(|| refetch_deadline_ms(config, *provider_index, now_ms));
             if !at_deadline && now_ms < deadline_ms {
                 let source_index = waiting.source_index;
-                if hold(shared_cell, waiting.context_id, source_index, waiting.placement, kid.as_deref(), deadline_ms, waiting.info.clone()) {
+                if hold(shared_cell, waiting.context_id, source_index, waiting.placement, kid.as_deref(), deadline_ms, &waiting.info) == HoldOutcome::Held {
                     continue;
                 }
             }

@@ -447,7 +447,7 @@ impl RootContext for FilterRoot {
         };
         self.drive_fetches(&shared);
         let now_ms = now_ms();
-        request::expire_waiting(&shared, now_ms);
+        request::finish_due(&shared, now_ms);
         let mut waiting_for_keys = false;
         if let Ok(mut state) = shared.try_borrow_mut() {
             report_cache_counts(&mut state);

@@ -66,6 +66,11 @@ impl Gateway {
     /// Starts Envoy with one listener per route and waits until its admin interface reports
     /// ready. Fetches may still be running then.
     pub fn start(name: &str, routes: &[Route]) -> Gateway {
+        Gateway::start_with_workers(name, routes, ENVOY_WORKERS)
+    }
+
+    /// Starts Envoy as `start` does, with `workers` worker threads.
+    pub fn start_with_workers(name: &str, routes: &[Route], workers: u32) -> Gateway {
         let upstream = Upstream::start();
         let ports = free_ports(routes.len() + 1).unwrap_or_else(|error| panic!("{error}"));
         let admin_port = ports[0];
@@ -95,7 +100,7 @@ impl Gateway {
         let mut command = Command::new(envoy_bin());
         command.arg("-c").arg(&config_path).args([
             "--concurrency",
-            &ENVOY_WORKERS.to_string(),
+            &workers.to_string(),
             "--disable-hot-restart",
             "--component-log-level",
             "wasm:debug",
