@@ -143,9 +143,10 @@ impl RouteMatch {
     }
 }
 
-/// Returns whether `regex` matches all of `text`, as Envoy's `safe_regex` route match does.
+/// Returns whether `regex`, anchored at both ends when the rule was parsed, matches all of
+/// `text`, as Envoy's `safe_regex` route match does.
 fn full_match(regex: &regex_lite::Regex, text: &str) -> bool {
-    regex.find(text).is_some_and(|found| found.start() == 0 && found.end() == text.len())
+    regex.is_match(text)
 }
 
 /// Requirements a token must meet on a route. `None` fields keep the top-level value.
@@ -240,7 +241,13 @@ fn parse_match(reader: &mut ObjectReader<'_>) -> Result<RouteMatch, ConfigError>
         Some(value) => {
             let field = reader.field("regex");
             let pattern = non_empty_string(Some(value), &field, "a regular expression over the path")?;
-            Some(regex_lite::Regex::new(&pattern).map_err(|regex_error| error(&field, format!("invalid regex: {regex_error}")))?)
+            // The pattern alone first, so that an error names what the user wrote.
+            regex_lite::Regex::new(&pattern).map_err(|regex_error| error(&field, format!("invalid regex: {regex_error}")))?;
+            // Anchored, so the whole path must match as in Envoy's `safe_regex`. Checking that
+            // an unanchored match spans the path is not enough: the leftmost-first match of
+            // `a|ab` on `ab` is `a`.
+            let anchored = format!("^(?:{pattern})$");
+            Some(regex_lite::Regex::new(&anchored).map_err(|regex_error| error(&field, format!("invalid regex: {regex_error}")))?)
         }
     };
     let methods = match reader.get("methods") {
@@ -395,6 +402,18 @@ mod tests {
         assert_eq!(action(&rules, "/v1/models/qwen-plus", "GET", "gw"), Some(&RouteAction::Skip));
         assert_eq!(action(&rules, "/x/v1/models/qwen-plus", "GET", "gw"), None);
         assert_eq!(action(&rules, "/v1/models/qwen-plus/extra", "GET", "gw"), None);
+    }
+
+    #[test]
+    fn regex_alternation_matches_any_whole_branch() {
+        let rules = rules(json!([
+            {"regex": "/v1/(batches|batches/.*)", "skip": true},
+            {"regex": "/v1/files|/v1/files/admin", "skip": true}
+        ]));
+        for path in ["/v1/batches", "/v1/batches/x", "/v1/files", "/v1/files/admin"] {
+            assert_eq!(action(&rules, path, "GET", "gw"), Some(&RouteAction::Skip), "{path}");
+        }
+        assert_eq!(action(&rules, "/v1/files/other", "GET", "gw"), None);
     }
 
     #[test]
