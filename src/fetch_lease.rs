@@ -67,14 +67,20 @@ pub struct SharedKeys {
 }
 
 impl SharedKeys {
-    /// Names the records after the cluster, the URI and the cache settings, so every filter
-    /// instance in the VM that fetches the same key set with the same settings shares them. A
-    /// published record carries refresh and expiry times computed from the fetcher's settings,
-    /// so an instance with other settings must not adopt it.
-    pub fn for_source(cluster: &str, uri: &str, settings: &CacheSettings) -> SharedKeys {
+    /// Names the records after the cluster, the URI, the cache settings and, for a discovery
+    /// document, the issuer it must name (`discovery_issuer`), so every filter instance in the
+    /// VM that fetches the same key set with the same settings shares them. A published record
+    /// carries refresh and expiry times computed from the fetcher's settings, so an instance
+    /// with other settings must not adopt it. Nor may a provider adopt keys that a discovery
+    /// document published after it was checked against another provider's issuer.
+    pub fn for_source(cluster: &str, uri: &str, settings: &CacheSettings, discovery_issuer: Option<&str>) -> SharedKeys {
         let CacheSettings { cache_duration_ms, timeout_ms, max_stale_ms, kid_refetch_min_interval_ms, startup_wait_ms } = settings;
+        let kind = match discovery_issuer {
+            Some(issuer) => format!("discovery|{issuer}"),
+            None => "jwks".to_owned(),
+        };
         let base = format!(
-            "idaas_jwt_filter.v2|{cluster}|{uri}|{cache_duration_ms}|{timeout_ms}|{max_stale_ms}|{kid_refetch_min_interval_ms}|{startup_wait_ms}"
+            "idaas_jwt_filter.v3|{kind}|{cluster}|{uri}|{cache_duration_ms}|{timeout_ms}|{max_stale_ms}|{kid_refetch_min_interval_ms}|{startup_wait_ms}"
         );
         SharedKeys {
             lease: format!("{base}|lease"),
@@ -236,10 +242,21 @@ mod tests {
     #[test]
     fn shared_names_differ_by_cache_settings() {
         let strict = CacheSettings { cache_duration_ms: 1_000, max_stale_ms: 0, ..SETTINGS };
-        let default = SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &SETTINGS);
-        assert_eq!(default.published, SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &SETTINGS).published);
-        assert_ne!(default.published, SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &strict).published);
-        assert_ne!(default.lease, SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &strict).lease);
+        let default = SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &SETTINGS, None);
+        assert_eq!(default.published, SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &SETTINGS, None).published);
+        assert_ne!(default.published, SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &strict, None).published);
+        assert_ne!(default.lease, SharedKeys::for_source("idaas_jwks", "https://idp.example/jwks", &strict, None).lease);
+    }
+
+    #[test]
+    fn shared_names_differ_by_discovery_issuer() {
+        let uri = "https://idp.example/.well-known/openid-configuration";
+        let for_issuer = |issuer| SharedKeys::for_source("idaas_jwks", uri, &SETTINGS, issuer);
+        let issuer_a = for_issuer(Some("https://idp.example/a"));
+        assert_eq!(issuer_a.published, for_issuer(Some("https://idp.example/a")).published);
+        assert_ne!(issuer_a.published, for_issuer(Some("https://idp.example/b")).published);
+        assert_ne!(issuer_a.lease, for_issuer(Some("https://idp.example/b")).lease);
+        assert_ne!(issuer_a.published, for_issuer(None).published);
     }
 
     #[test]

@@ -865,3 +865,25 @@ fn discovery_document_checks_issuer() {
     // One error line per failed discovery attempt, not one per worker or request.
     assert_eq!(error_lines.len(), discovery_fetches, "error lines {error_lines:#?} for {discovery_fetches} discovery fetches");
 }
+
+#[test]
+fn discovery_keys_are_not_shared_across_issuers() {
+    // Two providers fetch one discovery document through one cluster. The document names the
+    // first provider's issuer, so the second must get no keys, also not the first one's.
+    let other_issuer = "https://other-tenant.test/oauth2";
+    let server = JwksServer::start("discovery-shared", jwks_of(&[KEY_1]));
+    server.set_discovery(json!({ "issuer": ISSUER, "jwks_uri": server.jwks_uri() }));
+    let source = json!({ "uri": server.discovery_uri(), "cluster": jwks_cluster("named"), "timeout_ms": 500, "startup_wait_ms": 1000 });
+    let named = Route { name: "named".into(), plugin_config: plugin_config("named", "discovery", source.clone()), jwks_port: server.port() };
+    let mut other_config = plugin_config("other", "discovery", source);
+    other_config["providers"][0]["issuer"] = json!(other_issuer);
+    let other = Route { name: "other".into(), plugin_config: other_config, jwks_port: server.port() };
+    let gateway = Gateway::start("discovery_shared", &[named, other]);
+
+    warm_up(&gateway, "named", &signed_by(KEY_1), Duration::from_secs(10));
+    let other_token = tokens::sign(Algorithm::RS256, KEY_1, &idp_like_claims(other_issuer));
+    let replies: Vec<Option<u16>> = (0..8).map(|_| status_of(&gateway.call("other", &other_token))).collect();
+    println!("discovery shared: replies for the other issuer {replies:?}");
+
+    assert!(replies.iter().all(|status| *status == Some(503)), "the other issuer's provider got keys: {replies:?}\n{}", gateway.log_tail());
+}

@@ -762,7 +762,12 @@ fn source_for(sources: &mut Vec<KeySource>, provider: &Provider, now_ms: u64) ->
                 issuer: provider.issuer.clone(),
                 remote: remote.clone(),
                 cache: RemoteKeyCache::new(remote.cache_settings(), now_ms, remote.bootstrap.clone().map(Rc::new)),
-                shared_keys: SharedKeys::for_source(&remote.cluster, &remote.uri, &remote.cache_settings()),
+                shared_keys: SharedKeys::for_source(
+                    &remote.cluster,
+                    &remote.uri,
+                    &remote.cache_settings(),
+                    remote.discovery.then_some(provider.issuer.as_str()),
+                ),
                 seen_cas: None,
                 location: None,
             })));
