@@ -95,6 +95,16 @@ impl PluginConfig {
         }
     }
 
+    /// Returns the header names that any configuration sets from a verified token, each once.
+    /// Requests lose incoming copies of all of them, whichever configuration applies, so a
+    /// client cannot send one on a route whose configuration does not set it.
+    pub fn protected_headers(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.all().flat_map(|(_, config)| config.upstream.protected_headers()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Returns every configuration with its index, global first.
     pub fn all(&self) -> impl Iterator<Item = (usize, &FilterConfig)> {
         self.global
@@ -245,6 +255,20 @@ mod tests {
         let parsed = parse(json!({"providers": [provider("idaas")]})).unwrap();
         assert!(parsed.config.global.is_some());
         assert!(parsed.config.rules.is_empty());
+    }
+
+    #[test]
+    fn protected_headers_cover_every_configuration() {
+        let parsed = parse(json!({
+            "providers": [provider("idaas")],
+            "claims_to_headers": [{"claim": "client_id", "header": "x-idaas-client-id"}],
+            "_rules_": [
+                {"_match_domain_": ["api.example.com"], "claims_to_headers": [], "forward_payload_header": "x-jwt-payload"},
+                {"_match_route_": ["models"], "claims_to_headers": [{"claim": "sub", "header": "x-idaas-client-id"}]}
+            ],
+        }))
+        .unwrap();
+        assert_eq!(parsed.config.protected_headers(), vec!["x-idaas-client-id", "x-jwt-payload"]);
     }
 
     #[test]

@@ -485,6 +485,17 @@ fn higress_unmatched_request_uses_global_part() {
     assert_denied(&without_token, 401, "token_missing");
 }
 
+#[test]
+fn forged_claim_headers_removed_where_no_configuration_applies() {
+    // Only the tenant domain's rule sets the header, and this request matches no rule.
+    let port = gateway().listeners.higress_rules_only;
+
+    let reply = call(port, "GET", CHAT_PATH, &[(CLIENT_ID_HEADER, "forged")]);
+
+    let headers = assert_reached_upstream(&reply, "GET", CHAT_PATH);
+    assert_eq!(header_value(&headers, CLIENT_ID_HEADER), None, "a forged claim header reached the upstream: {headers:?}");
+}
+
 // --- Invalid configurations ---
 
 /// Lines that the plugin itself logged at error level (Envoy prefixes them with "wasm log").

@@ -197,6 +197,12 @@ impl HttpContext for FilterRequest {
             return send_unavailable(&info);
         };
         let plugin = Rc::clone(&shared.plugin);
+        for name in plugin.protected_headers() {
+            if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None) {
+                error!("request rejected: incoming header {name} could not be removed ({status:?})");
+                return send_unavailable(&info);
+            }
+        }
         // Higress rules select by route and cluster name; read those properties only if needed.
         let (route_name, cluster_name) = if plugin.rules.is_empty() {
             (None, None)
@@ -268,15 +274,8 @@ impl FilterRequest {
     }
 }
 
-/// Strips protected headers, applies the CORS and route rules, and authenticates.
+/// Applies the CORS and route rules, and authenticates.
 fn handle(shared: &Shared, config_index: usize, config: &FilterConfig, info: &RequestInfo, now_ms: u64) -> FirstPass {
-    for name in config.upstream.protected_headers() {
-        if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None) {
-            error!("request rejected: incoming header {name} could not be removed ({status:?})");
-            return FirstPass::Done(send_unavailable(info));
-        }
-    }
-
     if config.bypass_cors_preflight && info.is_cors_preflight() {
         debug!("request passes: CORS preflight request_id={}", info.request_id);
         return FirstPass::Done(Action::Continue);

@@ -130,7 +130,12 @@ pub fn higress_plugin_config(issuer: &str) -> Value {
 fn higress_rules_only_plugin_config(issuer: &str) -> Value {
     json!({
         "_rules_": [
-            { "_match_domain_": [TENANT_DOMAIN_PATTERN], "providers": [provider(issuer)], "required_scopes": [TENANT_SCOPE] }
+            {
+                "_match_domain_": [TENANT_DOMAIN_PATTERN],
+                "providers": [provider(issuer)],
+                "required_scopes": [TENANT_SCOPE],
+                "claims_to_headers": [{ "claim": "client_id", "header": CLIENT_ID_HEADER }]
+            }
         ]
     })
 }
