@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{self, error, string_list, ConfigError, EnvLookup, FilterConfig, ParsedConfig};
 use crate::jwks::SkippedKey;
-use crate::route::{strip_port, HostPattern};
+use crate::route::{request_host, HostPattern};
 
 /// The members Higress adds to select a rule.
 const MATCH_ROUTE: &str = "_match_route_";
@@ -45,7 +45,7 @@ impl RuleMatch {
         let by_route = request.route_name.is_some()
             && (self.routes.iter().any(|name| name == route)
                 || self.route_prefixes.iter().any(|prefix| route.starts_with(prefix.as_str())));
-        let host = strip_port(request.authority);
+        let host = request_host(request.authority);
         let by_domain = !host.is_empty() && self.domains.iter().any(|domain| domain.matches(host));
         let by_service = request
             .cluster_name
@@ -206,7 +206,7 @@ fn split_rule(entry: &Map<String, Value>, prefix: &str) -> Result<(RuleMatch, Ma
             MATCH_DOMAIN => {
                 matcher.domains = string_list(value, &field)?
                     .iter()
-                    .map(|domain| HostPattern::new(strip_port(domain)))
+                    .map(|domain| HostPattern::new(request_host(domain)))
                     .collect();
             }
             MATCH_SERVICE => matcher.services = string_list(value, &field)?,

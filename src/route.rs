@@ -14,7 +14,7 @@ pub struct RouteRequest<'a> {
     /// `:path` without the query string.
     pub path: &'a str,
     pub method: &'a str,
-    /// `:authority` without the port.
+    /// `:authority` without the port and a trailing dot.
     pub host: &'a str,
 }
 
@@ -25,7 +25,7 @@ impl<'a> RouteRequest<'a> {
         RouteRequest {
             path,
             method,
-            host: strip_port(authority),
+            host: request_host(authority),
         }
     }
 }
@@ -43,13 +43,55 @@ pub fn check_rule_input(path: &str, authority: &str) -> Result<(), Rejection> {
 }
 
 /// Operator's detail for a request rejected by `is_single_host`.
-pub const NOT_SINGLE_HOST_DETAIL: &str = ":authority contains several hosts or whitespace (Envoy joins repeated Host headers with commas), so host and domain rules cannot be applied safely";
+pub const NOT_SINGLE_HOST_DETAIL: &str = ":authority is not one host with an optional numeric port (it has several hosts, whitespace, an empty label or a port that is not a number; Envoy joins repeated Host headers with commas), so host and domain rules cannot be applied safely";
 
-/// Returns whether `authority` names one host: no comma, which Envoy puts between the
-/// values of repeated `Host` headers, and no whitespace. RFC 9112 section 3.2 requires a 400
-/// for a request with more than one `Host` header.
+/// Returns whether `authority` names one host in a form that host rules compare reliably:
+/// - no comma, which Envoy puts between the values of repeated `Host` headers, and no
+///   whitespace (RFC 9112 section 3.2 requires a 400 for more than one `Host` header);
+/// - a port, if any, of at most five digits (an empty port counts as none);
+/// - no empty label, except that one trailing dot is allowed and ignored when matching.
+///
+/// Upstreams may read `api.example.com.` or `api.example.com:` as `api.example.com`, so those
+/// forms match as that host, and forms such as `api.example.com:x` or `api.example.com..` are
+/// rejected instead of falling through to weaker requirements.
 pub fn is_single_host(authority: &str) -> bool {
-    !authority.contains(',') && !authority.chars().any(char::is_whitespace)
+    if authority.contains(',') || authority.chars().any(char::is_whitespace) {
+        return false;
+    }
+    let (host, port) = split_port(authority);
+    let port_is_valid = port.is_none_or(|port| port.len() <= 5 && port.bytes().all(|byte| byte.is_ascii_digit()));
+    if !port_is_valid {
+        return false;
+    }
+    if host.starts_with('[') {
+        return host.ends_with(']');
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    host.is_empty() || (!name.is_empty() && name.split('.').all(|label| !label.is_empty()) && !name.contains(':'))
+}
+
+/// Splits an authority into host and port text; a bracketed IPv6 literal stays whole.
+fn split_port(authority: &str) -> (&str, Option<&str>) {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => {
+                let (host, rest) = authority.split_at(end + 1);
+                (host, rest.strip_prefix(':').or(if rest.is_empty() { None } else { Some(rest) }))
+            }
+            None => (authority, None),
+        };
+    }
+    match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    }
+}
+
+/// Returns the host that host rules compare: the authority without its port and without one
+/// trailing dot.
+pub fn request_host(authority: &str) -> &str {
+    let host = strip_port(authority);
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 /// Operator's detail for a request rejected by `is_normalized_path`.
@@ -83,7 +125,8 @@ pub fn is_normalized_path(path: &str) -> bool {
     true
 }
 
-/// Removes a `:port` suffix from an authority, keeping bracketed IPv6 literals whole.
+/// Removes a `:port` suffix of digits, possibly none, from an authority, keeping bracketed IPv6
+/// literals whole.
 pub fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
         return match authority.find(']') {
@@ -92,7 +135,7 @@ pub fn strip_port(authority: &str) -> &str {
         };
     }
     match authority.rsplit_once(':') {
-        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => authority,
     }
 }
@@ -261,7 +304,7 @@ fn parse_match(reader: &mut ObjectReader<'_>) -> Result<RouteMatch, ConfigError>
         None => Vec::new(),
         Some(value) => string_list(value, &reader.field("hosts"))?
             .iter()
-            .map(|host| HostPattern::new(strip_port(host)))
+            .map(|host| HostPattern::new(request_host(host)))
             .collect(),
     };
     Ok(RouteMatch {
@@ -328,6 +371,28 @@ mod tests {
         assert!(is_single_host("[::1]:10000"));
         assert!(!is_single_host("evil.example,api.example.com"));
         assert!(!is_single_host("api.example.com extra"));
+    }
+
+    #[test]
+    fn plain_host_forms_are_single_hosts() {
+        for authority in ["", "localhost", "api.example.com", "api.example.com.", "api.example.com:", "api.example.com.:443", "[::1]", "[::1]:", "127.0.0.1:10000"] {
+            assert!(is_single_host(authority), "{authority:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_hosts_are_not_single_hosts() {
+        for authority in ["api.example.com:abc", "api.example.com:123456", "api.example.com..", ".api.example.com", "api..example.com", ".", "a:1:2", "[::1", "[::1]x", "[::1]:x"] {
+            assert!(!is_single_host(authority), "{authority:?}");
+        }
+    }
+
+    #[test]
+    fn host_rules_ignore_trailing_dot_and_empty_port() {
+        let rules = rules(json!([{"hosts": ["admin.example.com"], "skip": true}]));
+        for authority in ["admin.example.com", "admin.example.com.", "ADMIN.example.com.:10000", "admin.example.com:"] {
+            assert_eq!(action(&rules, "/v1/chat", "GET", authority), Some(&RouteAction::Skip), "{authority:?}");
+        }
     }
 
     #[test]

@@ -455,6 +455,22 @@ fn higress_rule_selected_by_authority() {
 }
 
 #[test]
+fn higress_domain_rule_sees_through_host_variants() {
+    let port = gateway().listeners.higress;
+    let invoke = bearer(&mint_with_scope("model.invoke model.list"));
+
+    // An upstream may read these as the tenant host, so the tenant rule must apply to them.
+    for host in [format!("{TENANT_HOST}."), format!("{TENANT_HOST}.:8443"), format!("{TENANT_HOST}:")] {
+        let reply = call(port, "GET", CHAT_PATH, &[("host", &host), ("authorization", &invoke)]);
+        assert_scope_insufficient(&reply, TENANT_SCOPE);
+    }
+    for host in [format!("{TENANT_HOST}:abc"), format!("{TENANT_HOST}..")] {
+        let reply = call(port, "GET", CHAT_PATH, &[("host", &host), ("authorization", &invoke)]);
+        assert_denied(&reply, 400, "authority_invalid");
+    }
+}
+
+#[test]
 fn higress_rule_selected_by_cluster_name() {
     let port = gateway().listeners.higress;
     let path = "/qwen/v1/chat/completions";
