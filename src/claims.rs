@@ -92,7 +92,19 @@ pub fn scopes<'a, S: AsRef<str>>(claims: &'a Map<String, Value>, claim_names: &[
     for name in claim_names.iter().map(AsRef::as_ref) {
         match claims.get(name) {
             None => {}
-            Some(Value::String(text)) => values.extend(text.split_ascii_whitespace()),
+            Some(Value::String(text)) => {
+                for scope in text.split_ascii_whitespace() {
+                    // Other whitespace (a vertical tab, a no-break space) is no delimiter, and a
+                    // value made of it must not count as a scope.
+                    if scope.contains(char::is_whitespace) {
+                        return Err(Rejection::new(
+                            Reason::ClaimInvalid,
+                            format!("{name} contains whitespace other than spaces: {}", crate::jws::truncate(&format!("{text:?}"), 64)),
+                        ));
+                    }
+                    values.push(scope);
+                }
+            }
             Some(Value::Array(items)) => {
                 for item in items {
                     match item.as_str() {
@@ -201,6 +213,14 @@ mod tests {
     fn scope_string_is_split_on_spaces() {
         let map = claims(json!({"scope": " model.invoke  model.list "}));
         assert_eq!(scopes(&map, &SCOPE_CLAIMS).unwrap(), vec!["model.invoke", "model.list"]);
+    }
+
+    #[test]
+    fn scope_with_other_whitespace_is_invalid() {
+        for scope in ["\u{b}", "\u{a0}", "model.invoke\u{a0}x", "a \u{2003}"] {
+            let map = claims(json!({ "scope": scope }));
+            assert_eq!(scopes(&map, &SCOPE_CLAIMS).unwrap_err().reason, Reason::ClaimInvalid, "{scope:?}");
+        }
     }
 
     #[test]
