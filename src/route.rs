@@ -95,18 +95,20 @@ pub fn request_host(authority: &str) -> &str {
 }
 
 /// Operator's detail for a request rejected by `is_normalized_path`.
-pub const NOT_NORMALIZED_DETAIL: &str = "path has a dot segment, an empty segment, a backslash or an encoded slash or unreserved character, so route rules cannot be applied safely; set normalize_path, merge_slashes and path_with_escaped_slashes_action on the HTTP connection manager";
+pub const NOT_NORMALIZED_DETAIL: &str = "path has a dot segment, an empty segment, a backslash, a ';' or an encoded slash or unreserved character, so route rules cannot be applied safely; set normalize_path, merge_slashes and path_with_escaped_slashes_action on the HTTP connection manager";
 
 /// Returns whether `path` (without its query) is in the form that Envoy's `normalize_path`,
-/// `merge_slashes` and `path_with_escaped_slashes_action` produce: no `.` or `..` segment
-/// (also before a `;` parameter), no empty segment, no backslash, and no percent-encoded `/`,
-/// `\` or unreserved character. Rules match the path as it reaches the filter, so a path that
+/// `merge_slashes` and `path_with_escaped_slashes_action` produce: no `.` or `..` segment, no
+/// empty segment, no backslash, and no percent-encoded `/`, `\` or unreserved character. A `;`
+/// is rejected as well, although Envoy keeps it. Rules match the path as it reaches the filter, so a path that
 /// an upstream may resolve to another route is rejected instead of matched.
 pub fn is_normalized_path(path: &str) -> bool {
-    if path.contains('\\') || path.contains("//") {
+    // Servlet containers and others drop `;` parameters from a segment, so `/v1/models;x` may
+    // reach the handler of `/v1/models` while missing a rule for it.
+    if path.contains('\\') || path.contains("//") || path.contains(';') {
         return false;
     }
-    let dot_segment = |segment: &str| matches!(segment.split(';').next(), Some("." | ".."));
+    let dot_segment = |segment: &str| matches!(segment, "." | "..");
     if path.split('/').any(dot_segment) {
         return false;
     }
@@ -414,6 +416,8 @@ mod tests {
             "/healthz%2F..%2Fv1/chat",
             "/healthz;/../v1/chat",
             "/healthz/..;/v1/chat",
+            "/v1/models;x",
+            "/v1/models;",
             "/v1/%6dodels",
             "/v1/%2e%2e/admin",
             "/v1\\models",

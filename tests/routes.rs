@@ -360,6 +360,7 @@ fn unnormalized_paths_are_rejected_when_rules_exist() {
         ("//v1/models", Some(invoke_only.as_str())),
         ("/v1/%6dodels", Some(invoke_only.as_str())),
         ("/x/../v1/models", Some(invoke_only.as_str())),
+        ("/v1/models;x", Some(invoke_only.as_str())),
     ];
     for (path, authorization) in cases {
         let (status, response) = get_raw_path(port, path, authorization);
