@@ -642,7 +642,7 @@ function addScopeTypes() {
     upper_case: [{ scope: REQUIRED_SCOPE.toUpperCase() }, 'scope_insufficient'],
     wildcard: [{ scope: 'model.*' }, 'scope_insufficient'],
     comma_separated: [{ scope: `${REQUIRED_SCOPE},model.list` }, 'scope_insufficient'],
-    no_break_space_joined: [{ scope: `${REQUIRED_SCOPE}\u00a0admin` }, 'scope_insufficient'],
+    no_break_space_joined: [{ scope: `${REQUIRED_SCOPE}\u00a0admin` }, 'claim_invalid'],
     prefix_of_scope: [{ scope: 'model.invok' }, 'scope_insufficient'],
     foreign_identifier: [{ scope: `api://other|${REQUIRED_SCOPE}` }, 'scope_insufficient'],
   };
