@@ -287,8 +287,12 @@ fn parse_rsa(key: &Map<String, Value>) -> Result<KeyMaterial, String> {
             "RSA modulus has {bits} bits; accepted sizes are {MIN_RSA_MODULUS_BITS} to {MAX_RSA_MODULUS_BITS}"
         ));
     }
-    if e.is_empty() || e.len() > 4 || e.last().is_some_and(|low| low & 1 == 0) {
-        return Err("RSA exponent \"e\" must be odd and at most 32 bits".to_owned());
+    if n.last().is_some_and(|low| low & 1 == 0) {
+        return Err("RSA modulus \"n\" is even, so it is not a product of two primes".to_owned());
+    }
+    // An exponent of 1 makes every message its own signature; ring rejects it at verification.
+    if e.is_empty() || e.len() > 4 || e.last().is_some_and(|low| low & 1 == 0) || e == [1] {
+        return Err("RSA exponent \"e\" must be odd, at least 3 and at most 32 bits".to_owned());
     }
     Ok(KeyMaterial::Rsa { n, e })
 }
@@ -425,6 +429,13 @@ mod tests {
     fn symmetric_key_is_skipped() {
         let text = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#;
         assert!(matches!(parse_jwks(text.as_bytes()), Err(JwksError::NoUsableKey(_))));
+    }
+
+    #[test]
+    fn rsa_exponent_of_one_is_skipped() {
+        let text = format!(r#"{{"keys":[{{"kty":"RSA","kid":"r1","n":"{RSA_N}","e":"AQ"}}]}}"#);
+        let parsed = parse_jwks(text.as_bytes()).unwrap_err();
+        assert!(format!("{parsed:?}").contains("at least 3"), "{parsed:?}");
     }
 
     #[test]
