@@ -183,6 +183,27 @@ fn envoy_yaml_plugin_json() -> String {
 // --- check-config ---
 
 #[test]
+fn closed_output_pipe_ends_quietly() {
+    let path = write_config("pipe", &e2e_config());
+    let mut child = Command::new(tool_path())
+        .args(["check-config", &path])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {}: {error}", tool_path()));
+    // Closing the read end before the tool writes makes its first write fail with EPIPE, as
+    // `idaas-jwt-filter check-config FILE | head -1` can.
+    drop(child.stdout.take());
+
+    let output = child.wait_with_output().unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "the tool panicked: {stderr}");
+    assert_eq!(output.status.code(), Some(141), "stderr: {stderr}");
+}
+
+#[test]
 fn check_config_accepts_envoy_yaml_plugin() {
     let plugin_json = envoy_yaml_plugin_json();
     assert!(plugin_json.contains("\"providers\""), "extracted block: {plugin_json}");

@@ -24,20 +24,20 @@ pub fn run(options: &CheckConfigOptions) -> Result<ExitCode, Failure> {
         Ok(parsed) => parsed,
         Err(error) => {
             let field = if error.field.is_empty() { "(whole document)" } else { error.field.as_str() };
-            println!("error: {field}: {}", error.message);
-            println!("{} is invalid; the filter rejects it at configure time.", options.config);
-            println!("The filter reports the first error only: fix it and run check-config again.");
+            outln!("error: {field}: {}", error.message);
+            outln!("{} is invalid; the filter rejects it at configure time.", options.config);
+            outln!("The filter reports the first error only: fix it and run check-config again.");
             return Ok(ExitCode::FAILURE);
         }
     };
 
     for field in &parsed.unknown_fields {
-        println!("warning: {field}: unknown field, ignored (the filter logs it at warn)");
+        outln!("warning: {field}: unknown field, ignored (the filter logs it at warn)");
     }
     for (field, key) in &parsed.skipped_keys {
-        println!("warning: {field}: {key}; the filter skips this key");
+        outln!("warning: {field}: {key}; the filter skips this key");
     }
-    println!("{} is valid.", options.config);
+    outln!("{} is valid.", options.config);
     print_plugin(&parsed.config);
     Ok(ExitCode::SUCCESS)
 }
@@ -45,28 +45,28 @@ pub fn run(options: &CheckConfigOptions) -> Result<ExitCode, Failure> {
 fn print_plugin(plugin: &PluginConfig) {
     match &plugin.global {
         Some(config) => {
-            println!();
+            outln!();
             if plugin.rules.is_empty() {
-                println!("configuration (every request)");
+                outln!("configuration (every request)");
             } else {
-                println!("global configuration (requests that match no _rules_ entry)");
+                outln!("global configuration (requests that match no _rules_ entry)");
             }
             print_filter_config(config);
         }
         None => {
-            println!();
-            println!("no global providers: requests that match no _rules_ entry pass without a token check");
+            outln!();
+            outln!("no global providers: requests that match no _rules_ entry pass without a token check");
         }
     }
     for (index, rule) in plugin.rules.iter().enumerate() {
-        println!();
-        println!("_rules_[{index}]: when {}", describe_rule_match(&rule.matcher));
+        outln!();
+        outln!("_rules_[{index}]: when {}", describe_rule_match(&rule.matcher));
         print_filter_config(&rule.config);
     }
 }
 
 fn print_filter_config(config: &FilterConfig) {
-    println!("  providers");
+    outln!("  providers");
     for provider in &config.providers {
         print_provider(provider);
     }
@@ -75,25 +75,25 @@ fn print_filter_config(config: &FilterConfig) {
     } else {
         format!("{} ({})", list(&config.required_scopes), scope_match_text(config.scope_match))
     };
-    println!("  required_scopes     {scopes}");
-    println!("  scope_claims        {}", list(&config.scope_claims));
-    println!("  clock_skew_seconds  {}", config.clock_skew_seconds);
+    outln!("  required_scopes     {scopes}");
+    outln!("  scope_claims        {}", list(&config.scope_claims));
+    outln!("  clock_skew_seconds  {}", config.clock_skew_seconds);
     let cors = if config.bypass_cors_preflight {
         "pass without a token (bypass_cors_preflight is true)"
     } else {
         "need a token (bypass_cors_preflight is false)"
     };
-    println!("  CORS preflights     {cors}");
+    outln!("  CORS preflights     {cors}");
     print_rules(config);
     print_upstream(config);
 }
 
 fn print_provider(provider: &Provider) {
-    println!("    {}", provider.name);
-    println!("      issuer          {}", provider.issuer);
-    println!("      audiences       {}", list(&provider.audiences));
+    outln!("    {}", provider.name);
+    outln!("      issuer          {}", provider.issuer);
+    outln!("      audiences       {}", list(&provider.audiences));
     match &provider.jwks {
-        JwksSource::Local(key_set) => println!("      keys            local_jwks, {}", describe_key_set(key_set)),
+        JwksSource::Local(key_set) => outln!("      keys            local_jwks, {}", describe_key_set(key_set)),
         JwksSource::Remote(remote) => print_remote(remote),
     }
     let algorithms = if provider.allowed_algorithms == Algorithm::ALL {
@@ -102,25 +102,25 @@ fn print_provider(provider: &Provider) {
         let names: Vec<&str> = provider.allowed_algorithms.iter().map(|alg| alg.name()).collect();
         list(&names)
     };
-    println!("      algorithms      {algorithms}");
+    outln!("      algorithms      {algorithms}");
     if let Some(typ) = &provider.require_typ {
-        println!("      require_typ     {typ}");
+        outln!("      require_typ     {typ}");
     }
     if let Some(seconds) = provider.max_token_lifetime_seconds {
-        println!("      max lifetime    {seconds} s (exp - iat; tokens need iat)");
+        outln!("      max lifetime    {seconds} s (exp - iat; tokens need iat)");
     }
     if let Some(subjects) = &provider.subjects {
-        println!("      subjects        {}", list(subjects));
+        outln!("      subjects        {}", list(subjects));
     }
     if let Some(client_ids) = &provider.client_ids {
-        println!("      client_ids      {}", list(client_ids));
+        outln!("      client_ids      {}", list(client_ids));
     }
 }
 
 fn print_remote(remote: &RemoteJwks) {
     let kind = if remote.discovery { "discovery" } else { "remote_jwks" };
-    println!("      keys            {kind} {} through cluster {}", remote.uri, remote.cluster);
-    println!(
+    outln!("      keys            {kind} {} through cluster {}", remote.uri, remote.cluster);
+    outln!(
         "                      timeout {} ms, cache {} s, max stale {} s, kid refetch interval {} s, startup wait {} ms",
         remote.timeout_ms,
         remote.cache_duration_seconds,
@@ -129,18 +129,18 @@ fn print_remote(remote: &RemoteJwks) {
         remote.startup_wait_ms
     );
     if let Some(bootstrap) = &remote.bootstrap {
-        println!("      bootstrap keys  local_jwks, {} (used until the first fetch succeeds)", describe_key_set(bootstrap));
+        outln!("      bootstrap keys  local_jwks, {} (used until the first fetch succeeds)", describe_key_set(bootstrap));
     }
 }
 
 fn print_rules(config: &FilterConfig) {
     if config.rules.is_empty() {
-        println!("  rules               none: every request needs a token that meets the settings above");
+        outln!("  rules               none: every request needs a token that meets the settings above");
         return;
     }
-    println!("  rules (the first match applies; other requests use the settings above)");
+    outln!("  rules (the first match applies; other requests use the settings above)");
     for (index, rule) in config.rules.iter().enumerate() {
-        println!("    rules[{index}]  {} -> {}", describe_route_match(&rule.matcher), describe_action(config, rule));
+        outln!("    rules[{index}]  {} -> {}", describe_route_match(&rule.matcher), describe_action(config, rule));
     }
 }
 
@@ -182,13 +182,13 @@ fn print_upstream(config: &FilterConfig) {
     } else {
         "removed (keep_token is false)"
     };
-    println!("  upstream");
-    println!("    Authorization     {authorization}");
+    outln!("  upstream");
+    outln!("    Authorization     {authorization}");
     for entry in &settings.claims_to_headers {
-        println!("    claim header      {} <- claim {}", entry.header, entry.claim);
+        outln!("    claim header      {} <- claim {}", entry.header, entry.claim);
     }
     if let Some(header) = &settings.forward_payload_header {
-        println!("    payload header    {header} <- the verified payload, base64url");
+        outln!("    payload header    {header} <- the verified payload, base64url");
     }
 }
 

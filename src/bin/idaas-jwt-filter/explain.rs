@@ -60,10 +60,10 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::FAILURE);
     }
     let Some((config_index, config)) = plugin.select(&request_route) else {
-        println!("  configuration  none: no _rules_ entry matches and there are no global providers");
+        outln!("  configuration  none: no _rules_ entry matches and there are no global providers");
         return Ok(print_pass("no configuration applies, so the filter lets the request through untouched"));
     };
-    println!("  configuration  {}", describe_selection(plugin, config_index, &request_route));
+    outln!("  configuration  {}", describe_selection(plugin, config_index, &request_route));
 
     if config.bypass_cors_preflight && authorization.is_empty() && is_cors_preflight(options) {
         return Ok(print_pass(
@@ -86,17 +86,17 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
             let conditions = describe_route_match(&rule.matcher);
             match &rule.action {
                 RouteAction::Skip => {
-                    println!("  route rule     rules[{index}] ({conditions}) skips validation");
+                    outln!("  route rule     rules[{index}] ({conditions}) skips validation");
                     return Ok(print_pass("the route rule skips validation, so no token is needed"));
                 }
                 RouteAction::Require(requirements) => {
-                    println!("  route rule     rules[{index}] ({conditions}) sets the requirements");
+                    outln!("  route rule     rules[{index}] ({conditions}) sets the requirements");
                     Some(requirements)
                 }
             }
         }
         _ => {
-            println!("  route rule     none matches; the top-level requirements apply");
+            outln!("  route rule     none matches; the top-level requirements apply");
             None
         }
     };
@@ -182,20 +182,20 @@ fn is_cors_preflight(options: &ExplainOptions) -> bool {
 
 /// Prints the request attributes the filter reads. `Authorization` values are not printed.
 fn print_request(options: &ExplainOptions, now_seconds: i64) {
-    println!("request");
-    println!("  {} {}  host {}", options.method, options.path, options.host);
+    outln!("request");
+    outln!("  {} {}  host {}", options.method, options.path, options.host);
     if let Some(route_name) = &options.route_name {
-        println!("  route name     {route_name}");
+        outln!("  route name     {route_name}");
     }
     if let Some(cluster_name) = &options.cluster_name {
-        println!("  cluster name   {cluster_name}");
+        outln!("  cluster name   {cluster_name}");
     }
     for (name, value) in &options.headers {
         if !name.eq_ignore_ascii_case("authorization") {
-            println!("  header         {name}: {value}");
+            outln!("  header         {name}: {value}");
         }
     }
-    println!("  now            {now_seconds} ({})", output::utc_time(now_seconds));
+    outln!("  now            {now_seconds} ({})", output::utc_time(now_seconds));
 }
 
 /// Describes which part of the plugin configuration applies, and which condition selected it.
@@ -250,20 +250,20 @@ fn describe_selection(plugin: &PluginConfig, config_index: usize, request: &Requ
 
 fn print_token(replay: &Replay) {
     let (Some(header), Some(claims)) = (&replay.header, &replay.claims) else {
-        println!("token");
-        println!("  not decoded (see the steps below)");
+        outln!("token");
+        outln!("  not decoded (see the steps below)");
         return;
     };
-    println!("token header (not verified yet)");
-    print!("{}", indented_json(header, "  "));
-    println!("token claims (not verified yet; the signature is not shown)");
-    print!("{}", indented_json(claims, "  "));
+    outln!("token header (not verified yet)");
+    out!("{}", indented_json(header, "  "));
+    outln!("token claims (not verified yet; the signature is not shown)");
+    out!("{}", indented_json(claims, "  "));
 }
 
 fn print_steps(replay: &Replay) {
-    println!("steps");
+    outln!("steps");
     for step in &replay.steps {
-        println!("  {}  {:<10} {}", step.outcome.label(), step.name, step.detail);
+        outln!("  {}  {:<10} {}", step.outcome.label(), step.name, step.detail);
     }
 }
 
@@ -299,19 +299,19 @@ fn warn_if_replay_differs(replay: &Replay, verdict_reason: Option<Reason>) {
 }
 
 fn print_pass(explanation: &str) -> ExitCode {
-    println!("verdict: pass");
-    println!("  {explanation}");
+    outln!("verdict: pass");
+    outln!("  {explanation}");
     ExitCode::SUCCESS
 }
 
 /// Prints an accepted token's verdict and what the admitted request carries upstream.
 fn print_accept(config: &FilterConfig, verified: &Verified) {
-    println!("verdict: accept");
+    outln!("verdict: accept");
     let provider = config
         .providers
         .get(verified.provider_index)
         .map_or("-", |provider| provider.name.as_str());
-    println!("  provider       {provider}");
+    outln!("  provider       {provider}");
     let settings = &config.upstream;
     let authorization = if settings.authorization.is_some() {
         "replaced by upstream_authorization (value not shown)"
@@ -320,37 +320,37 @@ fn print_accept(config: &FilterConfig, verified: &Verified) {
     } else {
         "removed (keep_token is false)"
     };
-    println!("  authorization  {authorization}");
+    outln!("  authorization  {authorization}");
     for entry in &settings.claims_to_headers {
         match verified.claims.get(&entry.claim).and_then(upstream::claim_header_value) {
-            Some(value) => println!("  header         {}: {value} (from claim {})", entry.header, entry.claim),
-            None => println!(
+            Some(value) => outln!("  header         {}: {value} (from claim {})", entry.header, entry.claim),
+            None => outln!(
                 "  header         {} not set: claim {} is missing or not a string, number, boolean or string array",
                 entry.header, entry.claim
             ),
         }
     }
     if let Some(header) = &settings.forward_payload_header {
-        println!("  header         {header}: the token's payload, base64url as in the token");
+        outln!("  header         {header}: the token's payload, base64url as in the token");
     }
 }
 
 /// Prints a rejection as the client and the filter's debug log see it.
 fn print_reject(config: Option<&FilterConfig>, denial: &Denial, host: &str, required_scopes: &[String]) {
     let reply = response::deny_response(denial, host, required_scopes);
-    println!("verdict: reject");
-    println!("  reason            {}", denial.rejection.reason.code());
-    println!("  status            {}", reply.status);
+    outln!("verdict: reject");
+    outln!("  reason            {}", denial.rejection.reason.code());
+    outln!("  status            {}", reply.status);
     for (name, value) in &reply.headers {
-        println!("  {name:<17} {value}");
+        outln!("  {name:<17} {value}");
     }
-    println!("  body              {}", reply.body);
+    outln!("  body              {}", reply.body);
     let provider = denial
         .provider_index
         .and_then(|index| config?.providers.get(index))
         .map_or("-", |provider| provider.name.as_str());
-    println!("  provider          {provider}");
-    println!("  detail            {}", denial.rejection.detail);
+    outln!("  provider          {provider}");
+    outln!("  detail            {}", denial.rejection.detail);
 }
 
 #[cfg(test)]

@@ -7,6 +7,26 @@
 //! therefore compiles to a stub `main` that exits with an error, so the filter's own build
 //! needs no extra flags.
 
+/// Writes a line to standard output like `println!`, but a reader that went away (`| head`)
+/// ends the tool quietly instead of making it panic.
+#[cfg(not(target_arch = "wasm32"))]
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes to standard output like `print!`, with the same handling as `outln!`.
+#[cfg(not(target_arch = "wasm32"))]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 mod args;
 #[cfg(not(target_arch = "wasm32"))]
@@ -54,7 +74,7 @@ mod native {
         let arguments: Vec<String> = std::env::args().skip(1).collect();
         let result = match args::parse(&arguments) {
             Ok(Command::Help) => {
-                print!("{}", args::USAGE);
+                out!("{}", args::USAGE);
                 Ok(ExitCode::SUCCESS)
             }
             Ok(Command::CheckConfig(options)) => check_config::run(&options),

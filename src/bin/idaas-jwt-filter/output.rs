@@ -9,6 +9,22 @@ use serde_json::{Map, Value};
 
 use crate::Failure;
 
+/// Exit status when standard output was closed early, as a shell reports a process that
+/// SIGPIPE ended (128 + 13).
+const EXIT_BROKEN_PIPE: i32 = 141;
+
+/// Writes formatted text to standard output. A closed pipe ends the process quietly with
+/// `EXIT_BROKEN_PIPE`; any other write error is reported on standard error first.
+pub fn write_stdout(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(error) = std::io::stdout().lock().write_fmt(text) {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("idaas-jwt-filter: cannot write to standard output: {error}");
+        }
+        std::process::exit(EXIT_BROKEN_PIPE);
+    }
+}
+
 /// Reads a file, or standard input for `-`, failing when it is over `max_bytes`. `content`
 /// names what is read, for the error message.
 pub fn read_input(path: &str, max_bytes: u64, content: &str) -> Result<Vec<u8>, Failure> {
