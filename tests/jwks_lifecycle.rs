@@ -860,6 +860,13 @@ fn discovery_document_checks_issuer() {
 
     assert_eq!(status_of(&reply), Some(503), "wrong-issuer provider gave {}", describe(&reply));
     assert_eq!(reason_code(reply.as_ref().unwrap()), "jwks_unavailable");
+    // The load line names the key set's own URL, not the discovery document's.
+    let loaded = gateway.wait_for_log_lines("info", "provider discovered: loaded", 0, Duration::from_secs(1));
+    assert!(
+        loaded.iter().any(|line| line.contains(&format!("from {} (", good.jwks_uri()))),
+        "no load line names {}: {loaded:#?}",
+        good.jwks_uri()
+    );
     assert_eq!(wrong.fetch_count(), 0, "the JWKS named by a document for another issuer was fetched");
     assert!(!mismatch_lines.is_empty(), "no error line names both issuers: {error_lines:#?}");
     // One error line per failed discovery attempt, not one per worker or request.

@@ -492,8 +492,9 @@ fn send_denial(config: &FilterConfig, requirements: &Requirements<'_>, denial: &
     if log::log_enabled!(log::Level::Debug) {
         let values: Vec<&str> = info.authorization.iter().map(String::as_str).collect();
         let ids = extractor::extract_bearer_token(&values).map(crate::jws::token_ids).unwrap_or_default();
+        let ids = if ids.is_empty() { ids } else { format!(" {ids}") };
         debug!(
-            "request denied: reason={} provider={} route={} {} {ids} detail={} request_id={}",
+            "request denied: reason={} provider={} route={} {}{ids} detail={} request_id={}",
             denial.rejection.reason.code(),
             provider_name(config, denial.provider_index),
             crate::jws::truncate(info.path_without_query(), 128),

@@ -53,6 +53,14 @@ pub struct RemoteSource {
     location: Option<JwksLocation>,
 }
 
+impl RemoteSource {
+    /// Returns the URL the key set comes from: the `jwks_uri` a discovery document named, or
+    /// the configured URI.
+    fn jwks_uri(&self) -> &str {
+        self.location.as_ref().map_or(self.remote.uri.as_str(), |location| location.uri.as_str())
+    }
+}
+
 /// Source of a provider's keys, with this worker's copy of them.
 pub enum KeySource {
     Local(Rc<KeySet>),
@@ -559,13 +567,13 @@ fn store_fetched(
 ) {
     let FetchedKeys { parsed, text, max_age, jitter_permille } = fetched;
     for skipped in parsed.skipped.iter().take(jwks::MAX_SKIPPED_SHOWN) {
-        warn!("provider {}: JWKS from {}: skipping {skipped}", remote.name, remote.remote.uri);
+        warn!("provider {}: JWKS from {}: skipping {skipped}", remote.name, remote.jwks_uri());
     }
     if parsed.skipped.len() > jwks::MAX_SKIPPED_SHOWN {
         warn!(
             "provider {}: JWKS from {}: skipping {} more keys",
             remote.name,
-            remote.remote.uri,
+            remote.jwks_uri(),
             parsed.skipped.len() - jwks::MAX_SKIPPED_SHOWN
         );
     }
@@ -594,7 +602,7 @@ fn store_fetched(
     info!(
         "provider {}: loaded {key_count} keys from {} ({} skipped); TTL {ttl_seconds} s, refresh in {refresh_seconds} s{}",
         remote.name,
-        remote.remote.uri,
+        remote.jwks_uri(),
         parsed.skipped.len(),
         describe_missing(&missing)
     );
