@@ -341,7 +341,10 @@ fn parse_provider(
                 "must list at least one audience (IDaaS: the Resource Server Identifier)",
             ))
         }
-        Some(_) => return Err(error(&audiences_field, "must be an array of strings")),
+        Some(other) => {
+            let message = format!("must be an array of strings, got {}; write [\"<Resource Server Identifier>\"]", json_kind(other));
+            return Err(error(&audiences_field, message));
+        }
     };
 
     let remote_field = reader.field("remote_jwks");
@@ -600,11 +603,19 @@ impl<'a> ObjectReader<'a> {
 }
 
 /// Returns the name in `known` nearest to `key` by edit distance, if at most two edits and
-/// fewer than half of the key's characters apart. Keys that start with `_` are Higress's own
-/// and get no suggestion.
+/// fewer than half of the key's characters apart, or else the one name that is `key` with a
+/// unit suffix (`timeout` for `timeout_ms`). Keys that start with `_` are Higress's own and get
+/// no suggestion.
 fn closest_known(key: &str, known: &[&'static str]) -> Option<&'static str> {
     if key.starts_with('_') {
         return None;
+    }
+    let with_unit: Vec<&'static str> = ["_ms", "_seconds"]
+        .iter()
+        .filter_map(|unit| known.iter().copied().find(|name| name.strip_suffix(unit) == Some(key)))
+        .collect();
+    if let [only] = with_unit.as_slice() {
+        return Some(only);
     }
     let key_length = key.chars().count();
     known
@@ -1073,6 +1084,30 @@ mod tests {
             "{:?}",
             parsed.unknown_fields
         );
+    }
+
+    #[test]
+    fn field_without_its_unit_gets_a_suggestion() {
+        let mut config = config_with(remote_provider());
+        config["providers"][0]["remote_jwks"]["timeout"] = serde_json::json!(500);
+        config["clock_skew"] = serde_json::json!(30);
+        let parsed = parse(&config).unwrap();
+        let expected = [
+            "providers[0].remote_jwks.timeout (did you mean timeout_ms?)",
+            "clock_skew (did you mean clock_skew_seconds?)",
+        ];
+        for field in expected {
+            assert!(parsed.unknown_fields.contains(&field.to_owned()), "{field}: {:?}", parsed.unknown_fields);
+        }
+    }
+
+    #[test]
+    fn audiences_of_wrong_type_name_the_type() {
+        let mut config = config_with(remote_provider());
+        config["providers"][0]["audiences"] = serde_json::json!("api://model-studio");
+        let err = parse(&config).unwrap_err();
+        assert_eq!(err.field, "providers[0].audiences");
+        assert!(err.message.contains("got a string"), "{}", err.message);
     }
 
     #[test]
