@@ -184,17 +184,25 @@ fn envoy_yaml_plugin_json() -> String {
 
 #[test]
 fn closed_output_pipe_ends_quietly() {
+    use std::os::fd::FromRawFd as _;
+
     let path = write_config("pipe", &e2e_config());
-    let mut child = Command::new(tool_path())
+    // A pipe whose read end is closed before the tool starts: its first write fails with EPIPE,
+    // as `idaas-jwt-filter check-config FILE | head -1` can.
+    let mut ends = [0; 2];
+    // SAFETY: pipe writes two new descriptors into `ends`; each is closed or owned once below.
+    assert_eq!(unsafe { libc::pipe(ends.as_mut_ptr()) }, 0, "pipe failed");
+    // SAFETY: the read end is not used after this.
+    unsafe { libc::close(ends[0]) };
+    // SAFETY: the write end is open and owned by nothing else.
+    let write_end = unsafe { Stdio::from_raw_fd(ends[1]) };
+    let child = Command::new(tool_path())
         .args(["check-config", &path])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(write_end)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|error| panic!("cannot start {}: {error}", tool_path()));
-    // Closing the read end before the tool writes makes its first write fail with EPIPE, as
-    // `idaas-jwt-filter check-config FILE | head -1` can.
-    drop(child.stdout.take());
 
     let output = child.wait_with_output().unwrap();
 
@@ -263,7 +271,7 @@ fn check_config_warns_on_unknown_fields() {
 
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(run.stdout.contains("warning: providers[0].colour: unknown field"), "{run:#?}");
-    assert!(run.stdout.contains("warning: clock_skew: unknown field"), "{run:#?}");
+    assert!(run.stdout.contains("warning: clock_skew (did you mean clock_skew_seconds?): unknown field"), "{run:#?}");
 }
 
 #[test]
