@@ -37,7 +37,7 @@ APT_TOOLS := clang:clang wasm-objdump:wabt wasm-opt:binaryen docker-compose:dock
 # The targets run in the order listed (deps, then build, then tests), also under `make -j`.
 .NOTPARALLEL:
 
-.PHONY: build deps deps-binaryen deps-rust deps-apt deps-clang deps-envoy deps-node run test test-unit test-e2e clippy
+.PHONY: build deps deps-binaryen deps-rust deps-apt deps-clang deps-envoy deps-node run test test-unit test-e2e clippy check-vectors
 
 # Builds the filter, then a size-optimized copy (wasm-opt -Oz, same code) for deployments that
 # care about download size; both sizes are printed. The tests load the first.
@@ -91,14 +91,25 @@ $(IDP_STAMP): envoy/idp/package-lock.json
 run: deps build
 	envoy/run.sh
 
-test: deps build test-unit test-e2e
+test: check-vectors deps build test-unit test-e2e
+
+# The signature tests read public conformance vectors from this folder beside the repository.
+VECTORS_DIR := ../shared/vectors
 
 # Unit tests of the host-free core, then the public conformance vectors in ../shared/vectors.
-test-unit:
+test-unit: check-vectors
 	cargo test --lib
 	cargo test --test vectors
 	cargo test --test attack_corpus
 	cargo test --test cli
+
+check-vectors:
+	@if [ ! -f $(VECTORS_DIR)/README.md ]; then \
+	  echo "error: $(abspath $(VECTORS_DIR)) not found. The tests read the Wycheproof and RFC vectors"; \
+	  echo "from the folder shared/vectors beside this repository; put a copy there (its README lists"; \
+	  echo "the source of each file) and run make test again."; \
+	  exit 1; \
+	fi
 
 test-e2e:
 	cargo test --test e2e
