@@ -67,12 +67,13 @@ pub struct SharedKeys {
 }
 
 impl SharedKeys {
-    /// Names the records after the cluster, the URI, the cache settings and, for a discovery
-    /// document, the issuer it must name (`discovery_issuer`), so every filter instance in the
-    /// VM that fetches the same key set with the same settings shares them. A published record
-    /// carries refresh and expiry times computed from the fetcher's settings, so an instance
-    /// with other settings must not adopt it. Nor may a provider adopt keys that a discovery
-    /// document published after it was checked against another provider's issuer.
+    /// Names the records after the cluster, the URI and the cache settings. With discovery,
+    /// the name also has the issuer the document must name (`discovery_issuer`).
+    ///
+    /// Every filter instance in the VM that fetches the same key set with the same settings
+    /// shares the records. A published record carries refresh and expiry times computed from
+    /// the fetcher's settings, so an instance with other settings must not adopt it. Nor may a
+    /// provider adopt keys from a document that was checked against another issuer.
     pub fn for_source(cluster: &str, uri: &str, settings: &CacheSettings, discovery_issuer: Option<&str>) -> SharedKeys {
         let CacheSettings { cache_duration_ms, timeout_ms, max_stale_ms, kid_refetch_min_interval_ms, startup_wait_ms } = settings;
         let kind = match discovery_issuer {
