@@ -58,15 +58,41 @@ pub fn work_dir() -> &'static Path {
 /// Reserves `count` distinct free ports on 127.0.0.1. The ports are released before use, so
 /// another process could take one in between; on this single-user machine that is unlikely.
 pub fn free_ports(count: usize) -> Result<Vec<u16>, String> {
-    let sockets: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(|error| format!("cannot reserve a free port on 127.0.0.1: {error}"))?;
-    sockets
-        .iter()
-        .map(|socket| socket.local_addr().map(|address| address.port()))
-        .collect::<Result<_, _>>()
-        .map_err(|error| format!("cannot read a reserved port: {error}"))
+    // Ports the kernel picks for port 0 come from the ephemeral range, which outgoing client
+    // connections also draw from. A test that opens hundreds of connections could then take a
+    // port between this check and Envoy's bind. Ports below that range are safe from it, and
+    // each port is handed out once per test process.
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().and_then(|low| low.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.saturating_sub(1).max(10_001));
+    let span = u32::from(high - low) + 1;
+    // A start that differs per process keeps parallel test binaries apart.
+    let seed = std::process::id().wrapping_mul(7919).wrapping_add(handed_out.len() as u32 * 131);
+    let mut candidate = low + (seed % span) as u16;
+    let mut sockets = Vec::with_capacity(count);
+    let mut ports = Vec::with_capacity(count);
+    for _ in 0..span {
+        if ports.len() == count {
+            break;
+        }
+        candidate = if candidate >= high { low } else { candidate + 1 };
+        if handed_out.contains(&candidate) {
+            continue;
+        }
+        if let Ok(socket) = TcpListener::bind(("127.0.0.1", candidate)) {
+            sockets.push(socket);
+            ports.push(candidate);
+        }
+    }
+    if ports.len() < count {
+        return Err(format!("cannot reserve {count} free ports on 127.0.0.1 between {low} and {high}"));
+    }
+    handed_out.extend_from_slice(&ports);
+    Ok(ports)
 }
 
 fn check_prerequisites() -> Result<(), String> {
