@@ -1,6 +1,6 @@
 //! The request context: picks the configuration and route requirements for each request,
 //! authenticates it and carries out the verdict. A request whose keys are not there yet is
-//! paused here and finished later by `resume_waiting`.
+//! paused here, released by `release_waiting` when its fetch ends, and finished by `finish_due`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -236,8 +236,9 @@ impl HttpContext for FilterRequest {
         };
         if !adopted.is_empty() {
             for source_index in adopted {
-                resume_waiting(&shared_cell, Some(source_index), now_ms);
+                release_waiting(&shared_cell, source_index);
             }
+            finish_due(&shared_cell, now_ms);
             // Resuming held requests switched the effective context; switch back to this one.
             if let Err(status) = hostcalls::set_effective_context(self.context_id) {
                 error!("request rejected: could not return to its context ({status:?})");
@@ -541,22 +542,20 @@ fn unavailable_denial(provider_index: Option<usize>, detail: &'static str) -> De
     }
 }
 
-/// Releases the held requests of `source_index` (all held requests when `None`) now that its
-/// fetch has ended, successfully or not, and finishes the first of them.
-pub fn resume_waiting(shared_cell: &Rc<RefCell<Shared>>, source_index: Option<usize>, now_ms: u64) {
+/// Marks the held requests of `source_index` as released now that its fetch has ended,
+/// successfully or not. The callback then finishes them with one `finish_due` call.
+pub fn release_waiting(shared_cell: &Rc<RefCell<Shared>>, source_index: usize) {
     if let Ok(mut shared) = shared_cell.try_borrow_mut() {
-        for waiting in shared.waiting.iter_mut() {
-            if source_index.is_none_or(|index| index == waiting.source_index) {
-                waiting.released = true;
-            }
+        for waiting in shared.waiting.iter_mut().filter(|waiting| waiting.source_index == source_index) {
+            waiting.released = true;
         }
     }
-    finish_due(shared_cell, now_ms);
 }
 
 /// Finishes held requests that were released or whose deadline has passed, at most
-/// `MAX_FINISHED_PER_CALLBACK` of them, oldest first. Requests at their deadline are
-/// authenticated once more and denied if they would still have to wait.
+/// `MAX_FINISHED_PER_CALLBACK` of them, oldest first. Call it at most once per host callback,
+/// so that the cap holds. Requests at their deadline are authenticated once more and denied if
+/// they would still have to wait.
 pub fn finish_due(shared_cell: &Rc<RefCell<Shared>>, now_ms: u64) {
     let due = take_due(shared_cell, now_ms);
     finish_waiting(shared_cell, due, now_ms);

@@ -329,8 +329,9 @@ impl FilterRoot {
                 drop_stale_cache_entries(&shared);
             }
         }
+        // on_tick, the only caller, finishes the released requests afterwards.
         for index in changed {
-            request::resume_waiting(shared_cell, Some(index), now_ms);
+            request::release_waiting(shared_cell, index);
         }
     }
 
@@ -390,7 +391,8 @@ impl FilterRoot {
         if let Ok(shared) = shared_cell.try_borrow() {
             drop_stale_cache_entries(&shared);
         }
-        request::resume_waiting(shared_cell, Some(source_index), now_ms);
+        request::release_waiting(shared_cell, source_index);
+        request::finish_due(shared_cell, now_ms);
     }
 }
 
