@@ -708,34 +708,12 @@ fn mass_release_of_held_requests_keeps_vm_alive() {
     let fetches_before = server.fetch_count();
     server.set_latency(Duration::from_millis(JWKS_LATENCY_MS));
 
-    let unknown = Arc::new(with_kid(&valid, "held-kid"));
-    let barrier = Arc::new(std::sync::Barrier::new(HELD));
-    let clients: Vec<_> = (0..HELD)
-        .map(|_| {
-            let (gateway, unknown, barrier) = (Arc::clone(&gateway), Arc::clone(&unknown), Arc::clone(&barrier));
-            thread::spawn(move || {
-                barrier.wait();
-                let started = Instant::now();
-                let reply = gateway.call("release", &unknown);
-                (reply, started.elapsed())
-            })
-        })
-        .collect();
-    let results: Vec<(Result<Reply, String>, Duration)> =
-        clients.into_iter().map(|client| client.join().expect("a client thread panicked")).collect();
+    let unknown = with_kid(&valid, "held-kid");
+    let port = gateway.port("release");
+    let results = call_at_once(HELD, move || describe_code(&gateway::call(port, &unknown)));
     server.set_latency(Duration::ZERO);
 
-    let mut codes: Vec<(String, usize)> = Vec::new();
-    for (reply, _) in &results {
-        let code = match reply {
-            Ok(reply) => format!("{} {}", reply.status, reason_code(reply)),
-            Err(error) => error.clone(),
-        };
-        match codes.iter_mut().find(|(known, _)| *known == code) {
-            Some((_, count)) => *count += 1,
-            None => codes.push((code, 1)),
-        }
-    }
+    let codes = count_codes(&results);
     let held = results.iter().filter(|(_, took)| took.as_millis() as u64 >= JWKS_LATENCY_MS / 2).count();
     println!("mass release: {HELD} requests, {held} held for the refetch, replies {codes:?}");
 
@@ -744,6 +722,99 @@ fn mass_release_of_held_requests_keeps_vm_alive() {
     assert_eq!(codes, vec![("401 key_not_found".to_string(), HELD)], "every held request must get 401 key_not_found\n{}", gateway.log_tail());
     let after = gateway.call("release", &valid);
     assert_eq!(status_of(&after), Some(200), "a valid token after the release got {}\n{}", describe(&after), gateway.log_tail());
+}
+
+#[test]
+fn mass_expiry_of_held_requests_keeps_vm_alive() {
+    // The start-up deadline passes while the JWKS server hangs, so the tick answers every held
+    // request with 503 at once, as one callback.
+    const HELD: usize = 600;
+    let server = JwksServer::start("expiry-jwks", jwks_of(&[KEY_1]));
+    server.set_fault(Some(Fault::Hang));
+    let settings = json!({ "cache_duration_seconds": 600, "timeout_ms": 5000, "startup_wait_ms": 2000 });
+    let gateway = Arc::new(Gateway::start_with_workers("expiry", &[route("expiry", &server, settings)], 1));
+    let valid = signed_by(KEY_1);
+
+    // Raw requests with `Connection: close`: Envoy then also closes each connection inside the
+    // same callback, and only that made about 400 replies overflow the stack before the fix.
+    let port = gateway.port("expiry");
+    let authorization = format!("Authorization: Bearer {valid}");
+    let results = call_at_once(HELD, move || raw_code(port, &authorization));
+    let codes = count_codes(&results);
+    let held = results.iter().filter(|(_, took)| *took >= Duration::from_millis(200)).count();
+    println!("mass expiry: {HELD} requests, {held} held at start-up, replies {codes:?}");
+    server.set_fault(None);
+
+    assert!(held >= HELD / 2, "only {held} of {HELD} requests were held; the test did not exercise the deadline");
+    assert_eq!(codes, vec![("503 jwks_unavailable".to_string(), HELD)], "every held request must get 503 jwks_unavailable\n{}", gateway.log_tail());
+    warm_up(&gateway, "expiry", &valid, Duration::from_secs(15));
+}
+
+/// Runs `call` `count` times at the same moment, each on its own thread, and returns what each
+/// call returned with its duration.
+fn call_at_once(count: usize, call: impl Fn() -> String + Send + Sync + 'static) -> Vec<(String, Duration)> {
+    let call = Arc::new(call);
+    let barrier = Arc::new(std::sync::Barrier::new(count));
+    let clients: Vec<_> = (0..count)
+        .map(|_| {
+            let (call, barrier) = (Arc::clone(&call), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                let started = Instant::now();
+                let code = call();
+                (code, started.elapsed())
+            })
+        })
+        .collect();
+    clients.into_iter().map(|client| client.join().expect("a client thread panicked")).collect()
+}
+
+/// Describes a reply as "<status> <reason code>", or a failed request by its error text.
+fn describe_code(reply: &Result<Reply, String>) -> String {
+    match reply {
+        Ok(reply) => format!("{} {}", reply.status, reason_code(reply)),
+        Err(error) => error.clone(),
+    }
+}
+
+/// Sends `GET` with the header line `authorization` on a raw HTTP/1.1 connection with
+/// `Connection: close`, and describes the reply as `describe_code` does.
+fn raw_code(port: u16, authorization: &str) -> String {
+    use std::io::{Read, Write};
+    let exchange = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let request = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\n{authorization}\r\nConnection: close\r\n\r\n", gateway::API_PATH);
+        stream.write_all(request.as_bytes())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    match exchange() {
+        Ok(response) => {
+            let status = response.split(' ').nth(1).unwrap_or("none").to_owned();
+            let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+            let code = serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|json| json.get("code").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| "-".to_owned());
+            format!("{status} {code}")
+        }
+        Err(error) => format!("request failed: {error}"),
+    }
+}
+
+/// Counts results by their description.
+fn count_codes(results: &[(String, Duration)]) -> Vec<(String, usize)> {
+    let mut codes: Vec<(String, usize)> = Vec::new();
+    for (code, _) in results {
+        let code = code.clone();
+        match codes.iter_mut().find(|(known, _)| *known == code) {
+            Some((_, count)) => *count += 1,
+            None => codes.push((code, 1)),
+        }
+    }
+    codes
 }
 
 /// Requests that reach every worker of the test gateway at least once, in practice.
