@@ -750,6 +750,58 @@ fn mass_expiry_of_held_requests_keeps_vm_alive() {
     warm_up(&gateway, "expiry", &valid, Duration::from_secs(15));
 }
 
+#[test]
+fn mass_release_across_sources_keeps_vm_alive() {
+    // With one worker, the main thread's root context makes the start-up fetches and the worker
+    // adopts every source's keys in one tick. Before the release was counted per callback, each
+    // source released up to 50 replies of its own, and eight sources overflowed the stack.
+    const SOURCES: usize = 8;
+    const HELD: usize = 600;
+    let server = JwksServer::start("sources-jwks", jwks_of(&[KEY_1]));
+    server.set_latency(Duration::from_millis(1500));
+    let issuer = |index: usize| format!("{ISSUER}/source-{index}");
+    let mut config = plugin_config("sources", "remote_jwks", json!({ "uri": server.jwks_uri() }));
+    config["providers"] = (0..SOURCES)
+        .map(|index| {
+            json!({
+                "name": format!("source-{index}"),
+                "issuer": issuer(index),
+                "audiences": [tokens::AUDIENCE],
+                "remote_jwks": {
+                    "uri": format!("{}?source={index}", server.jwks_uri()),
+                    "cluster": jwks_cluster("sources"),
+                    "timeout_ms": 5000,
+                    "startup_wait_ms": 10000,
+                    "cache_duration_seconds": 600
+                }
+            })
+        })
+        .collect();
+    let route = Route { name: "sources".into(), plugin_config: config, jwks_port: server.port() };
+    let gateway = Arc::new(Gateway::start_with_workers("sources", &[route], 1));
+    // Each token names one source's issuer and a known kid, and its signature does not verify.
+    let forged: Vec<String> = (0..SOURCES)
+        .map(|index| with_kid(&tokens::sign(Algorithm::RS256, KEY_1, &idp_like_claims(&issuer(index))), KEY_1))
+        .collect();
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let port = gateway.port("sources");
+    let results = call_at_once(HELD, move || {
+        let token = &forged[next.fetch_add(1, Ordering::SeqCst) % SOURCES];
+        describe_code(&gateway::call(port, token))
+    });
+    let codes = count_codes(&results);
+    let held = results.iter().filter(|(_, took)| *took >= Duration::from_millis(500)).count();
+    println!("mass release across sources: {HELD} requests over {SOURCES} sources, {held} held, replies {codes:?}");
+    server.set_latency(Duration::ZERO);
+
+    assert!(held >= HELD / 2, "only {held} of {HELD} requests were held; the test did not exercise the release");
+    assert_eq!(codes, vec![("401 signature_invalid".to_string(), HELD)], "every held request must get 401 signature_invalid\n{}", gateway.log_tail());
+    let valid = tokens::sign(Algorithm::RS256, KEY_1, &idp_like_claims(&issuer(0)));
+    let after = gateway.call("sources", &valid);
+    assert_eq!(status_of(&after), Some(200), "a valid token after the release got {}\n{}", describe(&after), gateway.log_tail());
+}
+
 /// Runs `call` `count` times at the same moment, each on its own thread, and returns what each
 /// call returned with its duration.
 fn call_at_once(count: usize, call: impl Fn() -> String + Send + Sync + 'static) -> Vec<(String, Duration)> {

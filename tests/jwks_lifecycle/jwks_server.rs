@@ -348,6 +348,8 @@ impl JwksServer {
 }
 
 fn respond(state: &JwksState, path: &str) -> Response {
+    // The query is ignored, so that several providers can fetch one key set under different URIs.
+    let path = path.split('?').next().unwrap_or(path);
     if path == DISCOVERY_PATH {
         lock(&state.counters).discovery_fetches.push(Instant::now());
         return match &lock(&state.behaviour).discovery {
