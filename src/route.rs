@@ -63,11 +63,25 @@ pub fn is_single_host(authority: &str) -> bool {
     if !port_is_valid {
         return false;
     }
-    if host.starts_with('[') {
-        return host.ends_with(']');
+    if let Some(literal) = host.strip_prefix('[') {
+        return literal.strip_suffix(']').is_some_and(is_ipv6_literal);
     }
     let name = host.strip_suffix('.').unwrap_or(host);
-    host.is_empty() || (!name.is_empty() && name.split('.').all(|label| !label.is_empty()) && !name.contains(':'))
+    // A percent-encoded host such as `api.example.com%2e` is rejected as well: few upstreams
+    // decode it, and none should be trusted to read it like the rules do.
+    host.is_empty() || (!name.is_empty() && name.split('.').all(|label| !label.is_empty()) && !name.contains([':', '%']))
+}
+
+/// Returns whether `literal` (the text between the brackets of a URI host) is an IPv6 address,
+/// optionally with a `%25` zone identifier as RFC 6874 writes it.
+fn is_ipv6_literal(literal: &str) -> bool {
+    let (address, zone) = match literal.split_once("%25") {
+        Some((address, zone)) => (address, Some(zone)),
+        None => (literal, None),
+    };
+    address.contains(':')
+        && address.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        && zone.is_none_or(|zone| !zone.is_empty() && zone.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)))
 }
 
 /// Splits an authority into host and port text; a bracketed IPv6 literal stays whole.
@@ -377,14 +391,14 @@ mod tests {
 
     #[test]
     fn plain_host_forms_are_single_hosts() {
-        for authority in ["", "localhost", "api.example.com", "api.example.com.", "api.example.com:", "api.example.com.:443", "[::1]", "[::1]:", "127.0.0.1:10000"] {
+        for authority in ["", "localhost", "api.example.com", "api.example.com.", "api.example.com:", "api.example.com.:443", "[::1]", "[::1]:", "[fe80::1%25eth0]:80", "[::ffff:127.0.0.1]:1", "127.0.0.1:10000", "my_host.internal"] {
             assert!(is_single_host(authority), "{authority:?}");
         }
     }
 
     #[test]
     fn malformed_hosts_are_not_single_hosts() {
-        for authority in ["api.example.com:abc", "api.example.com:123456", "api.example.com..", ".api.example.com", "api..example.com", ".", "a:1:2", "[::1", "[::1]x", "[::1]:x"] {
+        for authority in ["api.example.com:abc", "api.example.com:123456", "api.example.com..", ".api.example.com", "api..example.com", ".", "a:1:2", "[::1", "[::1]x", "[::1]:x", "[admin.example.com]", "[]", "[::1%25]", "admin.example.com%2e"] {
             assert!(!is_single_host(authority), "{authority:?}");
         }
     }
