@@ -127,6 +127,10 @@ const server = http.createServer((req, res) => {
   providerCallback(req, res);
 });
 
+// As in the upstream stand-in: Envoy, not Node, closes idle keep-alive connections, so a JWKS
+// fetch never lands on a connection that Node is closing.
+server.keepAliveTimeout = 0;
+
 server.listen(PORT, LISTEN_HOST, () => {
   console.log(`idp: listening on http://${LISTEN_HOST}:${PORT}, issuer ${ISSUER}, resource ${RESOURCE_SERVER_IDENTIFIER}`);
 });
