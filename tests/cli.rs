@@ -182,20 +182,37 @@ fn envoy_yaml_plugin_json() -> String {
 
 // --- check-config ---
 
-#[test]
-fn closed_output_pipe_ends_quietly() {
+/// Returns the write end of a pipe whose read end is already closed, so the first write to it
+/// fails with EPIPE, as a write to `| head -1` can once head has exited.
+fn closed_pipe() -> Stdio {
     use std::os::fd::FromRawFd as _;
 
-    let path = write_config("pipe", &e2e_config());
-    // A pipe whose read end is closed before the tool starts: its first write fails with EPIPE,
-    // as `idaas-jwt-filter check-config FILE | head -1` can.
     let mut ends = [0; 2];
     // SAFETY: pipe writes two new descriptors into `ends`; each is closed or owned once below.
     assert_eq!(unsafe { libc::pipe(ends.as_mut_ptr()) }, 0, "pipe failed");
     // SAFETY: the read end is not used after this.
     unsafe { libc::close(ends[0]) };
     // SAFETY: the write end is open and owned by nothing else.
-    let write_end = unsafe { Stdio::from_raw_fd(ends[1]) };
+    unsafe { Stdio::from_raw_fd(ends[1]) }
+}
+
+#[test]
+fn closed_error_pipe_keeps_exit_status() {
+    let output = Command::new(tool_path())
+        .args(["check-config", "/nonexistent/config.json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(closed_pipe())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot start {}: {error}", tool_path()));
+
+    assert_eq!(output.status.code(), Some(2), "stdout: {}", String::from_utf8_lossy(&output.stdout));
+}
+
+#[test]
+fn closed_output_pipe_ends_quietly() {
+    let path = write_config("pipe", &e2e_config());
+    let write_end = closed_pipe();
     let child = Command::new(tool_path())
         .args(["check-config", &path])
         .stdin(Stdio::null())

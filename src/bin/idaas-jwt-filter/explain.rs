@@ -39,7 +39,7 @@ pub fn run(options: &ExplainOptions) -> Result<ExitCode, Failure> {
         ))
     })?;
     for (field, key) in &parsed.skipped_keys {
-        eprintln!("warning: {field}: {key}; the filter skips this key");
+        errln!("warning: {field}: {key}; the filter skips this key");
     }
     let override_keys = options.jwks.as_ref().map(keys::load_override).transpose()?;
     let authorization = authorization_values(options)?;
@@ -290,7 +290,7 @@ fn warn_if_replay_differs(replay: &Replay, verdict_reason: Option<Reason>) {
     let replay_reason = replay.failure.as_ref().map(|rejection| rejection.reason);
     if replay_reason != verdict_reason {
         let name = |reason: Option<Reason>| reason.map_or("accept", Reason::code);
-        eprintln!(
+        errln!(
             "warning: the step replay ends in {} but the filter's verdict is {}; the verdict is what the filter does",
             name(replay_reason),
             name(verdict_reason)

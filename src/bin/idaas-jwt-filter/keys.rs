@@ -39,7 +39,7 @@ pub fn load_override(source: &JwksOverride) -> Result<OverrideKeys, Failure> {
         JwksOverride::Url(url) => (fetch_jwks(url)?, format!("--jwks-url {url}")),
     };
     for skipped in &parsed.skipped {
-        eprintln!("warning: {origin}: {skipped}; the filter skips this key");
+        errln!("warning: {origin}: {skipped}; the filter skips this key");
     }
     Ok(OverrideKeys {
         key_set: Rc::new(parsed.key_set),

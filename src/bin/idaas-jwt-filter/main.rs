@@ -27,6 +27,23 @@ macro_rules! out {
     };
 }
 
+/// Writes a line to standard error like `eprintln!`, but a closed standard error is ignored
+/// instead of making the tool panic, so the exit status stays the one the command chose.
+#[cfg(not(target_arch = "wasm32"))]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes to standard error like `eprint!`, with the same handling as `errln!`.
+#[cfg(not(target_arch = "wasm32"))]
+macro_rules! err {
+    ($($arg:tt)*) => {
+        $crate::output::write_stderr(format_args!($($arg)*))
+    };
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 mod args;
 #[cfg(not(target_arch = "wasm32"))]
@@ -84,12 +101,12 @@ mod native {
         match result {
             Ok(code) => code,
             Err(Failure::Usage(message)) => {
-                eprintln!("idaas-jwt-filter: {message}\n");
-                eprint!("{}", args::USAGE);
+                errln!("idaas-jwt-filter: {message}\n");
+                err!("{}", args::USAGE);
                 ExitCode::from(EXIT_USAGE)
             }
             Err(Failure::Input(message)) => {
-                eprintln!("idaas-jwt-filter: {message}");
+                errln!("idaas-jwt-filter: {message}");
                 ExitCode::from(EXIT_USAGE)
             }
         }

@@ -19,10 +19,17 @@ pub fn write_stdout(text: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     if let Err(error) = std::io::stdout().lock().write_fmt(text) {
         if error.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("idaas-jwt-filter: cannot write to standard output: {error}");
+            write_stderr(format_args!("idaas-jwt-filter: cannot write to standard output: {error}\n"));
         }
         std::process::exit(EXIT_BROKEN_PIPE);
     }
+}
+
+/// Writes formatted text to standard error, ignoring a failed write: there is nowhere left to
+/// report it.
+pub fn write_stderr(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(text);
 }
 
 /// Reads a file, or standard input for `-`, failing when it is over `max_bytes`. `content`
