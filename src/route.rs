@@ -202,6 +202,25 @@ impl RouteMatch {
     }
 }
 
+/// Prefix and suffix that anchor a configured pattern at both ends of the path.
+const ANCHOR_START: &str = "^(?:";
+const ANCHOR_END: &str = ")$";
+
+/// Returns the pattern as configured, without the anchors added when the rule was parsed.
+pub fn configured_pattern(regex: &regex_lite::Regex) -> &str {
+    let anchored = regex.as_str();
+    anchored.strip_prefix(ANCHOR_START).and_then(|rest| rest.strip_suffix(ANCHOR_END)).unwrap_or(anchored)
+}
+
+/// Returns whether `pattern` turns on the `x` flag, under which a `#` comment would swallow the
+/// anchor appended after the pattern.
+fn enables_verbose_mode(pattern: &str) -> bool {
+    pattern.match_indices("(?").any(|(at, opening)| {
+        let flags = pattern.get(at + opening.len()..).unwrap_or_default();
+        flags.chars().take_while(char::is_ascii_alphabetic).any(|flag| flag == 'x')
+    })
+}
+
 /// Returns whether `regex`, anchored at both ends when the rule was parsed, matches all of
 /// `text`, as Envoy's `safe_regex` route match does.
 fn full_match(regex: &regex_lite::Regex, text: &str) -> bool {
@@ -302,10 +321,16 @@ fn parse_match(reader: &mut ObjectReader<'_>) -> Result<RouteMatch, ConfigError>
             let pattern = non_empty_string(Some(value), &field, "a regular expression over the path")?;
             // The pattern alone first, so that an error names what the user wrote.
             regex_lite::Regex::new(&pattern).map_err(|regex_error| error(&field, format!("invalid regex: {regex_error}")))?;
+            if enables_verbose_mode(&pattern) {
+                return Err(error(
+                    &field,
+                    "the x (verbose) flag is not supported, as in Envoy's RE2: remove it and write the pattern without spaces or # comments",
+                ));
+            }
             // Anchored, so the whole path must match as in Envoy's `safe_regex`. Checking that
             // an unanchored match spans the path is not enough: the leftmost-first match of
             // `a|ab` on `ab` is `a`.
-            let anchored = format!("^(?:{pattern})$");
+            let anchored = format!("{ANCHOR_START}{pattern}{ANCHOR_END}");
             Some(regex_lite::Regex::new(&anchored).map_err(|regex_error| error(&field, format!("invalid regex: {regex_error}")))?)
         }
     };
@@ -497,6 +522,23 @@ mod tests {
             assert_eq!(action(&rules, path, "GET", "gw"), Some(&RouteAction::Skip), "{path}");
         }
         assert_eq!(action(&rules, "/v1/files/other", "GET", "gw"), None);
+    }
+
+    #[test]
+    fn verbose_regex_flag_is_rejected() {
+        for pattern in ["(?x)/v1/files # admin files", "(?ix)/v1", "/v1/(?x: a )"] {
+            let error = rule_error(json!([{"regex": pattern, "skip": true}]));
+            assert!(error.message.contains("verbose"), "{pattern}: {}", error.message);
+        }
+        let rules = rules(json!([{"regex": "(?i)/v1/(?P<name>[a-z]+)", "skip": true}]));
+        assert_eq!(action(&rules, "/V1/models", "GET", "gw"), Some(&RouteAction::Skip));
+    }
+
+    #[test]
+    fn configured_pattern_is_shown_without_anchors() {
+        let rules = rules(json!([{"regex": "/v1/files|/v1/files/admin", "skip": true}]));
+        let regex = rules[0].matcher.regex.as_ref().unwrap();
+        assert_eq!(configured_pattern(regex), "/v1/files|/v1/files/admin");
     }
 
     #[test]

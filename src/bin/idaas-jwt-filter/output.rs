@@ -59,7 +59,7 @@ pub fn describe_route_match(matcher: &RouteMatch) -> String {
         parts.push(format!("path {path}"));
     }
     if let Some(regex) = &matcher.regex {
-        parts.push(format!("regex {}", regex.as_str()));
+        parts.push(format!("regex {}", idaas_jwt_filter::route::configured_pattern(regex)));
     }
     if !matcher.methods.is_empty() {
         parts.push(format!("methods {}", matcher.methods.join(" ")));
