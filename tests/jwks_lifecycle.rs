@@ -726,8 +726,8 @@ fn mass_release_of_held_requests_keeps_vm_alive() {
 
 #[test]
 fn mass_expiry_of_held_requests_keeps_vm_alive() {
-    // The start-up deadline passes while the JWKS server hangs, so the tick answers every held
-    // request with 503 at once, as one callback.
+    // The start-up deadline passes while the JWKS server hangs, so the tick responds to every held
+    // request with 503 in one callback.
     const HELD: usize = 600;
     let server = JwksServer::start("expiry-jwks", jwks_of(&[KEY_1]));
     server.set_fault(Some(Fault::Hang));

@@ -36,7 +36,7 @@ const server = http.createServer((req, res) => {
 });
 
 // Node closes a keep-alive connection after 5 s idle by default. Envoy may send the next
-// request on it at that moment and answer 503 "connection termination", so idle connections are
+// request on it at that moment and respond 503 "connection termination", so idle connections are
 // left for Envoy to close.
 server.keepAliveTimeout = 0;
 
