@@ -197,7 +197,7 @@ impl HttpContext for FilterRequest {
             return send_unavailable(&info);
         };
         let plugin = Rc::clone(&shared.plugin);
-        for name in plugin.protected_headers() {
+        for name in &shared.protected_headers {
             if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None) {
                 error!("request rejected: incoming header {name} could not be removed ({status:?})");
                 return send_unavailable(&info);

@@ -81,6 +81,8 @@ pub struct Shared {
     /// For each configuration index (see `PluginConfig::select`), the key source index of each
     /// of its providers.
     pub provider_sources: Vec<Vec<usize>>,
+    /// Headers that any configuration sets from a token, removed from every incoming request.
+    pub protected_headers: Vec<String>,
     pub waiting: Vec<WaitingRequest>,
     /// HTTP calls in flight: call token to source index and what it fetches.
     in_flight: HashMap<u32, (usize, FetchKind)>,
@@ -224,10 +226,12 @@ impl FilterRoot {
             warn!("no global providers: requests that match no _rules_ entry pass without a token");
         }
 
+        let protected_headers = plugin.protected_headers().into_iter().map(str::to_owned).collect();
         self.shared = Some(Rc::new(RefCell::new(Shared {
             plugin,
             sources,
             provider_sources,
+            protected_headers,
             waiting: Vec::new(),
             in_flight: HashMap::new(),
             worker_id: format!("{:016x}", self.random_u64()),
