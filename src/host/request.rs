@@ -257,17 +257,29 @@ impl HttpContext for FilterRequest {
 /// The outcome of the first pass over a request.
 enum FirstPass {
     Done(Action),
-    Hold { source_index: usize, placement: Placement, kid: Option<String>, deadline_ms: u64 },
+    Hold { source_index: usize, placement: Placement, provider_index: usize, kid: Option<String>, deadline_ms: u64 },
 }
 
 impl FilterRequest {
     fn finish(&self, shared_cell: &Rc<RefCell<Shared>>, pass: FirstPass, info: RequestInfo) -> Action {
         match pass {
             FirstPass::Done(action) => action,
-            FirstPass::Hold { source_index, placement, kid, deadline_ms } => {
+            FirstPass::Hold { source_index, placement, provider_index, kid, deadline_ms } => {
                 match hold(shared_cell, self.context_id, source_index, placement, kid.as_deref(), deadline_ms, &info) {
-                    HoldOutcome::Held => Action::Pause,
-                    HoldOutcome::Full => send_plain_denial(&too_many_held_denial(), &info),
+                    HoldOutcome::Held => {
+                        log_held(shared_cell, placement, provider_index, kid.as_deref(), &info);
+                        Action::Pause
+                    }
+                    HoldOutcome::Full => {
+                        let Ok(shared) = shared_cell.try_borrow() else {
+                            return send_unavailable(&info);
+                        };
+                        let Some(config) = shared.plugin.get(placement.config_index) else {
+                            return send_unavailable(&info);
+                        };
+                        let denial = too_many_held_denial(provider_index);
+                        enforce(config, placement, Verdict::Deny(denial), &info)
+                    }
                     HoldOutcome::Busy => send_unavailable(&info),
                 }
             }
@@ -305,14 +317,7 @@ fn handle(shared: &Shared, config_index: usize, config: &FilterConfig, info: &Re
             .copied()
             .unwrap_or_default();
         let deadline_ms = wait_until_ms.unwrap_or_else(|| refetch_deadline_ms(config, provider_index, now_ms));
-        debug!(
-            "request held: provider={} waiting for {} request_id={}",
-            provider_name(config, Some(provider_index)),
-            kid.as_deref()
-                .map_or("the first key set".to_owned(), |kid| format!("a refetch for kid {:?}", crate::jws::truncate(kid, 64))),
-            info.request_id
-        );
-        return FirstPass::Hold { source_index, placement, kid, deadline_ms };
+        return FirstPass::Hold { source_index, placement, provider_index, kid, deadline_ms };
     }
     FirstPass::Done(enforce(config, placement, verdict, info))
 }
@@ -389,13 +394,26 @@ fn hold(
     HoldOutcome::Held
 }
 
-fn too_many_held_denial() -> Denial {
-    let detail = format!("{MAX_HELD_REQUESTS} requests already wait for keys on this worker");
+fn too_many_held_denial(provider_index: usize) -> Denial {
+    let detail = format!("{MAX_HELD_REQUESTS} requests of this filter configuration already wait for keys on this worker");
     Denial {
         rejection: Rejection::new(Reason::JwksUnavailable, detail),
-        provider_index: None,
+        provider_index: Some(provider_index),
         retry_after_seconds: Some(1),
     }
+}
+
+/// Logs at `debug` that a request is now held, and what for.
+fn log_held(shared_cell: &Rc<RefCell<Shared>>, placement: Placement, provider_index: usize, kid: Option<&str>, info: &RequestInfo) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let Ok(shared) = shared_cell.try_borrow() else {
+        return;
+    };
+    let provider = shared.plugin.get(placement.config_index).map_or("-", |config| provider_name(config, Some(provider_index)));
+    let waiting_for = kid.map_or("the first key set".to_owned(), |kid| format!("a refetch for kid {:?}", crate::jws::truncate(kid, 64)));
+    debug!("request held: provider={provider} waiting for {waiting_for} request_id={}", info.request_id);
 }
 
 /// Carries out a final verdict on the current effective context and returns the action for
@@ -581,13 +599,15 @@ fn take_due(shared_cell: &Rc<RefCell<Shared>>, now_ms: u64) -> Vec<WaitingReques
 fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingRequest>, now_ms: u64) {
     for waiting in requests {
         let at_deadline = now_ms >= waiting.deadline_ms;
-        let (verdict, plugin) = {
-            let Ok(shared) = shared_cell.try_borrow() else {
-                continue;
-            };
+        let evaluated = shared_cell.try_borrow().ok().map(|shared| {
             (evaluate(&shared, waiting.placement, &waiting.info.authorization, now_ms), Rc::clone(&shared.plugin))
+        });
+        let Some((verdict, plugin)) = evaluated else {
+            answer_unavailable(waiting.context_id, &waiting.info);
+            continue;
         };
         let Some(config) = plugin.get(waiting.placement.config_index) else {
+            answer_unavailable(waiting.context_id, &waiting.info);
             continue;
         };
 
@@ -611,6 +631,16 @@ fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingReques
                 warn!("could not resume a held request ({status:?})");
             }
         }
+    }
+}
+
+/// Sends 503 to a held request that cannot be evaluated, so that it is never left without a
+/// response. Neither cause (filter state in use, a configuration index out of range) is
+/// expected.
+fn answer_unavailable(context_id: u32, info: &RequestInfo) {
+    error!("held request rejected: the filter state could not be read request_id={}", info.request_id);
+    if hostcalls::set_effective_context(context_id).is_ok() {
+        send_unavailable(info);
     }
 }
 
