@@ -99,7 +99,7 @@ pub fn scopes<'a, S: AsRef<str>>(claims: &'a Map<String, Value>, claim_names: &[
                     if scope.contains(char::is_whitespace) {
                         return Err(Rejection::new(
                             Reason::ClaimInvalid,
-                            format!("{name} contains whitespace other than spaces: {}", crate::jws::truncate(&format!("{text:?}"), 64)),
+                            format!("{name} contains whitespace other than ASCII whitespace: {}", crate::jws::truncate(&format!("{text:?}"), 64)),
                         ));
                     }
                     values.push(scope);
