@@ -210,6 +210,24 @@ fn closed_error_pipe_keeps_exit_status() {
 }
 
 #[test]
+fn failed_output_write_is_an_error() {
+    let path = write_config("full", &e2e_config());
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full is missing");
+
+    let output = Command::new(tool_path())
+        .args(["check-config", &path])
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot start {}: {error}", tool_path()));
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("cannot write to standard output"), "stderr: {stderr}");
+}
+
+#[test]
 fn closed_output_pipe_ends_quietly() {
     let path = write_config("pipe", &e2e_config());
     let write_end = closed_pipe();

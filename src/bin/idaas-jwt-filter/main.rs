@@ -75,7 +75,7 @@ mod native {
     use crate::args::{self, Command};
     use crate::{check_config, explain};
 
-    /// Exit status for a usage error or an input the tool cannot use.
+    /// Exit status for a usage error, an input the tool cannot use, or output it cannot write.
     pub const EXIT_USAGE: u8 = 2;
 
     /// Error that stops a command before it reaches a verdict.

@@ -14,14 +14,16 @@ use crate::Failure;
 const EXIT_BROKEN_PIPE: i32 = 141;
 
 /// Writes formatted text to standard output. A closed pipe ends the process quietly with
-/// `EXIT_BROKEN_PIPE`; any other write error is reported on standard error first.
+/// `EXIT_BROKEN_PIPE`. Any other write error, such as a full disk, is reported on standard
+/// error and ends the process with `EXIT_USAGE`, the status for input and output failures.
 pub fn write_stdout(text: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     if let Err(error) = std::io::stdout().lock().write_fmt(text) {
-        if error.kind() != std::io::ErrorKind::BrokenPipe {
-            write_stderr(format_args!("idaas-jwt-filter: cannot write to standard output: {error}\n"));
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(EXIT_BROKEN_PIPE);
         }
-        std::process::exit(EXIT_BROKEN_PIPE);
+        write_stderr(format_args!("idaas-jwt-filter: cannot write to standard output: {error}\n"));
+        std::process::exit(i32::from(crate::native::EXIT_USAGE));
     }
 }
 
