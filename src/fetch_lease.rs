@@ -76,12 +76,17 @@ impl SharedKeys {
     /// provider adopt keys from a document that was checked against another issuer.
     pub fn for_source(cluster: &str, uri: &str, settings: &CacheSettings, discovery_issuer: Option<&str>) -> SharedKeys {
         let CacheSettings { cache_duration_ms, timeout_ms, max_stale_ms, kid_refetch_min_interval_ms, startup_wait_ms } = settings;
+        // Cluster names in Istio and Higress contain `|`, so each text part carries its length
+        // and no two sets of parts give the same name.
+        let part = |text: &str| format!("{}:{text}", text.len());
         let kind = match discovery_issuer {
-            Some(issuer) => format!("discovery|{issuer}"),
+            Some(issuer) => format!("discovery={}", part(issuer)),
             None => "jwks".to_owned(),
         };
         let base = format!(
-            "idaas_jwt_filter.v3|{kind}|{cluster}|{uri}|{cache_duration_ms}|{timeout_ms}|{max_stale_ms}|{kid_refetch_min_interval_ms}|{startup_wait_ms}"
+            "idaas_jwt_filter.v3|{kind}|{}|{}|{cache_duration_ms}|{timeout_ms}|{max_stale_ms}|{kid_refetch_min_interval_ms}|{startup_wait_ms}",
+            part(cluster),
+            part(uri)
         );
         SharedKeys {
             lease: format!("{base}|lease"),
@@ -258,6 +263,13 @@ mod tests {
         assert_ne!(issuer_a.published, for_issuer(Some("https://idp.example/b")).published);
         assert_ne!(issuer_a.lease, for_issuer(Some("https://idp.example/b")).lease);
         assert_ne!(issuer_a.published, for_issuer(None).published);
+    }
+
+    #[test]
+    fn shared_names_keep_parts_with_separators_apart() {
+        let left = SharedKeys::for_source("outbound|443||a", "b|c", &SETTINGS, None);
+        let right = SharedKeys::for_source("outbound|443||a|b", "c", &SETTINGS, None);
+        assert_ne!(left.published, right.published);
     }
 
     #[test]
