@@ -114,6 +114,7 @@ check-vectors:
 test-e2e:
 	cargo test --test e2e
 	cargo test --test jwks_lifecycle
+	cargo test --test held_requests
 	cargo test --test routes
 	cargo test --test observability
 	cargo test --test hardening
@@ -158,7 +159,7 @@ fuzz-smoke:
 ENVOY_OLD_VERSION := 1.36.2
 ENVOY_OLD_VENV := .venv-envoy-1.36
 ENVOY_MATRIX_SUITES := --test e2e --test routes --test observability --test backends --test jwks_lifecycle \
-	--test docs
+	--test held_requests --test docs
 
 .PHONY: deps-envoy-old test-envoy-matrix
 
