@@ -1,6 +1,6 @@
 //! End-to-end tests of requests held for keys in real Envoy: when a fetch ends or the
-//! start-up wait runs out, hundreds of held requests must get their answers without killing the
-//! Wasm VM. Envoy runs the local replies sent during one VM callback nested in one another, and
+//! start-up wait runs out, hundreds of held requests must get their responses without killing
+//! the Wasm VM. Envoy runs the local replies sent during one VM callback nested in one another, and
 //! on Envoy 1.40 about 300 of them overflowed V8's stack.
 //!
 //! These tests open hundreds of connections at once, so they run in their own test binary,
