@@ -43,7 +43,7 @@ pub fn check_rule_input(path: &str, authority: &str) -> Result<(), Rejection> {
 }
 
 /// Operator's detail for a request rejected by `is_single_host`.
-pub const NOT_SINGLE_HOST_DETAIL: &str = ":authority is not one host with an optional numeric port (it has several hosts, whitespace, an empty label or a port that is not a number; Envoy joins repeated Host headers with commas), so host and domain rules cannot be applied safely";
+pub const NOT_SINGLE_HOST_DETAIL: &str = ":authority is not one host with an optional numeric port (it has several hosts, whitespace, an empty label, a '%', brackets around something other than an IPv6 address, or a port that is not a number; Envoy joins repeated Host headers with commas), so host and domain rules cannot be applied safely";
 
 /// Returns whether `authority` names one host in a form that host rules compare reliably:
 /// - no comma, which Envoy puts between the values of repeated `Host` headers, and no
@@ -84,21 +84,27 @@ fn is_ipv6_literal(literal: &str) -> bool {
         && zone.is_none_or(|zone| !zone.is_empty() && zone.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)))
 }
 
-/// Splits an authority into host and port text; a bracketed IPv6 literal stays whole.
+/// Splits an authority into host and port text, keeping a bracketed IPv6 literal whole. Text
+/// after the closing bracket that does not start with `:` is returned as the port, so that it
+/// fails the port check.
 fn split_port(authority: &str) -> (&str, Option<&str>) {
     if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => {
-                let (host, rest) = authority.split_at(end + 1);
-                (host, rest.strip_prefix(':').or(if rest.is_empty() { None } else { Some(rest) }))
-            }
-            None => (authority, None),
+        let Some(end) = authority.find(']') else {
+            return (authority, None);
         };
+        let (host, rest) = authority.split_at(end + 1);
+        let port = if rest.is_empty() { None } else { Some(rest.strip_prefix(':').unwrap_or(rest)) };
+        return (host, port);
     }
     match authority.split_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (authority, None),
     }
+}
+
+/// Returns the authority without its port, keeping a bracketed IPv6 literal whole.
+pub fn strip_port(authority: &str) -> &str {
+    split_port(authority).0
 }
 
 /// Returns the host that host rules compare: the authority without its port and without one
@@ -114,8 +120,8 @@ pub const NOT_NORMALIZED_DETAIL: &str = "path has a dot segment, an empty segmen
 /// Returns whether `path` (without its query) is in the form that Envoy's `normalize_path`,
 /// `merge_slashes` and `path_with_escaped_slashes_action` produce: no `.` or `..` segment, no
 /// empty segment, no backslash, and no percent-encoded `/`, `\` or unreserved character. A `;`
-/// is rejected as well, although Envoy keeps it. Rules match the path as it reaches the filter, so a path that
-/// an upstream may resolve to another route is rejected instead of matched.
+/// is rejected as well, although Envoy keeps it. Rules match the path as it reaches the filter,
+/// so a path that an upstream may resolve to another route is rejected instead of matched.
 pub fn is_normalized_path(path: &str) -> bool {
     // Servlet containers and others drop `;` parameters from a segment, so `/v1/models;x` may
     // reach the handler of `/v1/models` while missing a rule for it.
@@ -139,21 +145,6 @@ pub fn is_normalized_path(path: &str) -> bool {
         }
     }
     true
-}
-
-/// Removes a `:port` suffix of digits, possibly none, from an authority, keeping bracketed IPv6
-/// literals whole.
-pub fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => authority.get(..=end).unwrap_or(authority),
-            None => authority,
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
-    }
 }
 
 /// A host pattern: exact (case-insensitive), `*.suffix`, `prefix.*`, or `*` for any host.
@@ -313,17 +304,17 @@ fn parse_match(reader: &mut ObjectReader<'_>) -> Result<RouteMatch, ConfigError>
             // The pattern alone first, so that an error names what the user wrote.
             regex_lite::Regex::new(&pattern).map_err(|regex_error| error(&field, format!("invalid regex: {regex_error}")))?;
 
-            // Anchored, so the whole path must match as in Envoy's `safe_regex`. Checking that
-            // an unanchored match spans the path is not enough: the leftmost-first match of
+            // Anchored, so the whole path must match as in Envoy's `safe_regex`. An unanchored
+            // match that spans the path is not enough, because the leftmost-first match of
             // `a|ab` on `ab` is `a`.
-            // A pattern that compiles alone fails anchored only when a `#` comment under the x
-            // (verbose) flag swallows the closing anchor; Envoy's RE2 has no x flag at all.
             let anchored = format!("{ANCHOR_START}{pattern}{ANCHOR_END}");
-            let unsupported = |_| {
+            // A pattern that compiles alone fails anchored only when a `#` comment under the x
+            // (verbose) flag swallows the closing anchor. Envoy's RE2 has no x flag at all.
+            let comment_error = |_| {
                 let message = "cannot be matched against the whole path because a # comment under the x (verbose) flag runs to its end; remove the comment";
                 error(&field, message)
             };
-            Some(regex_lite::Regex::new(&anchored).map_err(unsupported)?)
+            Some(regex_lite::Regex::new(&anchored).map_err(comment_error)?)
         }
     };
     let methods = match reader.get("methods") {
