@@ -44,10 +44,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use gateway::{describe, jwks_cluster, plugin_config, reason_code, Gateway, Route, ISSUER};
-use helpers::{route, signed_by, status_of, warm_up, with_kid, KEY_1};
+use gateway::{describe, jwks_cluster, plugin_config, Gateway, Route, ISSUER};
+use helpers::{count_codes, describe_code, route, signed_by, status_of, warm_up, with_kid, KEY_1};
 use http::Reply;
 use jwks_server::{jwks_of, Fault, JwksServer};
 use tokens::idp_like_claims;
@@ -73,7 +73,7 @@ fn mass_release_of_held_requests_keeps_vm_alive() {
     let results = call_at_once(HELD, move || describe_code(&gateway::call(port, &unknown)));
     server.set_latency(Duration::ZERO);
 
-    let codes = count_codes(&results);
+    let codes = count_codes(results.iter().map(|(code, _)| code.clone()));
     let held = results.iter().filter(|(_, took)| took.as_millis() as u64 >= JWKS_LATENCY_MS / 2).count();
     println!("mass release: {HELD} requests, {held} held for the refetch, replies {codes:?}");
 
@@ -100,7 +100,7 @@ fn mass_expiry_of_held_requests_keeps_vm_alive() {
     let port = gateway.port("expiry");
     let authorization = format!("Authorization: Bearer {valid}");
     let results = call_at_once(HELD, move || raw_code(port, &authorization));
-    let codes = count_codes(&results);
+    let codes = count_codes(results.iter().map(|(code, _)| code.clone()));
     let held = results.iter().filter(|(_, took)| *took >= Duration::from_millis(200)).count();
     println!("mass expiry: {HELD} requests, {held} held at start-up, replies {codes:?}");
     server.set_fault(None);
@@ -150,7 +150,7 @@ fn mass_release_across_sources_keeps_vm_alive() {
         let token = &forged[next.fetch_add(1, Ordering::SeqCst) % SOURCES];
         describe_code(&gateway::call(port, token))
     });
-    let codes = count_codes(&results);
+    let codes = count_codes(results.iter().map(|(code, _)| code.clone()));
     let held = results.iter().filter(|(_, took)| *took >= Duration::from_millis(500)).count();
     println!("mass release across sources: {HELD} requests over {SOURCES} sources, {held} held, replies {codes:?}");
     server.set_latency(Duration::ZERO);
@@ -181,50 +181,14 @@ fn call_at_once(count: usize, call: impl Fn() -> String + Send + Sync + 'static)
     clients.into_iter().map(|client| client.join().expect("a client thread panicked")).collect()
 }
 
-/// Describes a reply as "<status> <reason code>", or a failed request by its error text.
-fn describe_code(reply: &Result<Reply, String>) -> String {
-    match reply {
-        Ok(reply) => format!("{} {}", reply.status, reason_code(reply)),
-        Err(error) => error.clone(),
-    }
-}
-
 /// Sends `GET` with the header line `authorization` on a raw HTTP/1.1 connection with
 /// `Connection: close`, and describes the reply as `describe_code` does.
 fn raw_code(port: u16, authorization: &str) -> String {
-    use std::io::{Read, Write};
-    let exchange = || -> std::io::Result<String> {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-        let request = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\n{authorization}\r\nConnection: close\r\n\r\n", gateway::API_PATH);
-        stream.write_all(request.as_bytes())?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    };
-    match exchange() {
-        Ok(response) => {
-            let status = response.split(' ').nth(1).unwrap_or("none").to_owned();
-            let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-            let code = serde_json::from_str::<Value>(body)
-                .ok()
-                .and_then(|json| json.get("code").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| "-".to_owned());
-            format!("{status} {code}")
-        }
-        Err(error) => format!("request failed: {error}"),
-    }
-}
-
-/// Counts results by their description.
-fn count_codes(results: &[(String, Duration)]) -> Vec<(String, usize)> {
-    let mut codes: Vec<(String, usize)> = Vec::new();
-    for (code, _) in results {
-        let code = code.clone();
-        match codes.iter_mut().find(|(known, _)| *known == code) {
-            Some((_, count)) => *count += 1,
-            None => codes.push((code, 1)),
-        }
-    }
-    codes
+    let lines = ["Host: 127.0.0.1".to_owned(), authorization.to_owned()];
+    let reply = http::try_get_raw(port, gateway::API_PATH, &lines).map(|(status, response)| Reply {
+        status,
+        headers: Vec::new(),
+        body: response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned(),
+    });
+    describe_code(&reply)
 }

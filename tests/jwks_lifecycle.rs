@@ -49,7 +49,7 @@ use serde_json::{json, Value};
 use gateway::{describe, jwks_cluster, plugin_config, reason_code, Gateway, Route, ISSUER};
 use http::Reply;
 use jwks_server::{akp_jwk, fixture_jwk, jwks_of, Fault, JwksServer};
-use helpers::{remote_jwks, route, signed_by, status_of, warm_up, with_kid, KEY_1};
+use helpers::{count_codes, describe_code, remote_jwks, route, signed_by, status_of, warm_up, with_kid, KEY_1};
 use tokens::{idp_like_claims, UNPUBLISHED_KEY_ID};
 
 /// The signing key after the rotation. The local IdP never publishes it; these tests' JWKS
@@ -298,17 +298,7 @@ fn unknown_kid_storm_is_rate_limited() {
     let storm_fetches = server.fetch_count() - fetches_before;
 
     let replies = replies.lock().unwrap();
-    let mut codes: Vec<(String, usize)> = Vec::new();
-    for reply in replies.iter() {
-        let code = match reply {
-            Ok(reply) => format!("{} {}", reply.status, reason_code(reply)),
-            Err(error) => error.clone(),
-        };
-        match codes.iter_mut().find(|(known, _)| *known == code) {
-            Some((_, count)) => *count += 1,
-            None => codes.push((code, 1)),
-        }
-    }
+    let codes = count_codes(replies.iter().map(describe_code));
     // One refetch may start at once and then one per interval, from a shared limit: at most
     // floor(duration / interval) + 1.
     let max_fetches = (duration.as_millis() as u64 / (REFETCH_INTERVAL_SECONDS * 1000)) as usize + 1;

@@ -95,18 +95,29 @@ pub fn answers_ok(url: &str) -> bool {
 /// and the response text.
 #[allow(dead_code, reason = "only the e2e and routes test binaries send raw requests")]
 pub fn get_raw(port: u16, raw_path: &str, header_lines: &[String]) -> (u16, String) {
+    try_get_raw(port, raw_path, header_lines).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Sends a request as `get_raw` does, and returns an error in place of panicking when the
+/// connection fails, so that callers on many threads can count failures.
+#[allow(dead_code, reason = "only some test binaries send raw requests")]
+pub fn try_get_raw(port: u16, raw_path: &str, header_lines: &[String]) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(REQUEST_TIMEOUT_SECONDS))).unwrap();
-    let mut request = format!("GET {raw_path} HTTP/1.1\r\nConnection: close\r\n");
-    for line in header_lines {
-        request.push_str(line);
+    let exchange = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(REQUEST_TIMEOUT_SECONDS)))?;
+        let mut request = format!("GET {raw_path} HTTP/1.1\r\nConnection: close\r\n");
+        for line in header_lines {
+            request.push_str(line);
+            request.push_str("\r\n");
+        }
         request.push_str("\r\n");
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+        stream.write_all(request.as_bytes())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    let response = exchange().map_err(|error| format!("raw request to 127.0.0.1:{port}{raw_path} failed: {error}"))?;
     let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    (status, response)
+    Ok((status, response))
 }

@@ -8,7 +8,7 @@ use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 
-use crate::gateway::{describe, plugin_config, Gateway, Route, ISSUER};
+use crate::gateway::{describe, plugin_config, reason_code, Gateway, Route, ISSUER};
 use crate::http::Reply;
 use crate::jwks_server::JwksServer;
 use crate::tokens::{self, idp_like_claims, IDP_KEY_ID};
@@ -60,4 +60,24 @@ pub fn with_kid(token: &str, kid: &str) -> String {
     let rest = parts.next().expect("token has no payload");
     let header = json!({ "alg": "RS256", "typ": "at+jwt", "kid": kid });
     format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.to_string()))
+}
+
+/// Describes a reply as "<status> <reason code>", or a failed request by its error text.
+pub fn describe_code(reply: &Result<Reply, String>) -> String {
+    match reply {
+        Ok(reply) => format!("{} {}", reply.status, reason_code(reply)),
+        Err(error) => error.clone(),
+    }
+}
+
+/// Counts equal descriptions, in the order they first appear.
+pub fn count_codes(descriptions: impl IntoIterator<Item = String>) -> Vec<(String, usize)> {
+    let mut codes: Vec<(String, usize)> = Vec::new();
+    for code in descriptions {
+        match codes.iter_mut().find(|(known, _)| *known == code) {
+            Some((_, count)) => *count += 1,
+            None => codes.push((code, 1)),
+        }
+    }
+    codes
 }
