@@ -290,7 +290,8 @@ fn parse_rsa(key: &Map<String, Value>) -> Result<KeyMaterial, String> {
     if n.last().is_some_and(|low| low & 1 == 0) {
         return Err("RSA modulus \"n\" is even, so it is not a product of two primes".to_owned());
     }
-    // An exponent of 1 makes every message its own signature; ring rejects it at verification.
+    // An exponent of 1 makes every message its own signature, and ring rejects it only at
+    // verification, where the operator gets no hint.
     if e.is_empty() || e.len() > 4 || e.last().is_some_and(|low| low & 1 == 0) || e == [1] {
         return Err("RSA exponent \"e\" must be odd, at least 3 and at most 32 bits".to_owned());
     }

@@ -74,11 +74,11 @@ fn mass_release_of_held_requests_keeps_vm_alive() {
     server.set_latency(Duration::ZERO);
 
     let codes = count_codes(results.iter().map(|(code, _)| code.clone()));
-    let held = results.iter().filter(|(_, took)| took.as_millis() as u64 >= JWKS_LATENCY_MS / 2).count();
-    println!("mass release: {HELD} requests, {held} held for the refetch, replies {codes:?}");
+    let held_count = count_slower_than(&results, Duration::from_millis(JWKS_LATENCY_MS / 2));
+    println!("mass release: {HELD} requests, {held_count} held for the refetch, replies {codes:?}");
 
     assert!(server.fetch_count() > fetches_before, "no refetch for the unknown kid, so nothing was held");
-    assert!(held >= HELD / 2, "only {held} of {HELD} requests were held; the test did not exercise the release");
+    assert!(held_count >= HELD / 2, "only {held_count} of {HELD} requests were held; the test did not exercise the release");
     assert_eq!(codes, vec![("401 key_not_found".to_string(), HELD)], "every held request must get 401 key_not_found\n{}", gateway.log_tail());
     let after = gateway.call("release", &valid);
     assert_eq!(status_of(&after), Some(200), "a valid token after the release got {}\n{}", describe(&after), gateway.log_tail());
@@ -101,11 +101,11 @@ fn mass_expiry_of_held_requests_keeps_vm_alive() {
     let authorization = format!("Authorization: Bearer {valid}");
     let results = call_at_once(HELD, move || raw_code(port, &authorization));
     let codes = count_codes(results.iter().map(|(code, _)| code.clone()));
-    let held = results.iter().filter(|(_, took)| *took >= Duration::from_millis(200)).count();
-    println!("mass expiry: {HELD} requests, {held} held at start-up, replies {codes:?}");
+    let held_count = count_slower_than(&results, Duration::from_millis(200));
+    println!("mass expiry: {HELD} requests, {held_count} held at start-up, replies {codes:?}");
     server.set_fault(None);
 
-    assert!(held >= HELD / 2, "only {held} of {HELD} requests were held; the test did not exercise the deadline");
+    assert!(held_count >= HELD / 2, "only {held_count} of {HELD} requests were held; the test did not exercise the deadline");
     assert_eq!(codes, vec![("503 jwks_unavailable".to_string(), HELD)], "every held request must get 503 jwks_unavailable\n{}", gateway.log_tail());
     warm_up(&gateway, "expiry", &valid, Duration::from_secs(15));
 }
@@ -151,11 +151,11 @@ fn mass_release_across_sources_keeps_vm_alive() {
         describe_code(&gateway::call(port, token))
     });
     let codes = count_codes(results.iter().map(|(code, _)| code.clone()));
-    let held = results.iter().filter(|(_, took)| *took >= Duration::from_millis(500)).count();
-    println!("mass release across sources: {HELD} requests over {SOURCES} sources, {held} held, replies {codes:?}");
+    let held_count = count_slower_than(&results, Duration::from_millis(500));
+    println!("mass release across sources: {HELD} requests over {SOURCES} sources, {held_count} held, replies {codes:?}");
     server.set_latency(Duration::ZERO);
 
-    assert!(held >= HELD / 2, "only {held} of {HELD} requests were held; the test did not exercise the release");
+    assert!(held_count >= HELD / 2, "only {held_count} of {HELD} requests were held; the test did not exercise the release");
     assert_eq!(codes, vec![("401 signature_invalid".to_string(), HELD)], "every held request must get 401 signature_invalid\n{}", gateway.log_tail());
     let valid = tokens::sign(Algorithm::RS256, KEY_1, &idp_like_claims(&issuer(0)));
     let after = gateway.call("sources", &valid);
@@ -179,6 +179,11 @@ fn call_at_once(count: usize, call: impl Fn() -> String + Send + Sync + 'static)
         })
         .collect();
     clients.into_iter().map(|client| client.join().expect("a client thread panicked")).collect()
+}
+
+/// Counts the calls that took at least `threshold`, which in these tests means they were held.
+fn count_slower_than(results: &[(String, Duration)], threshold: Duration) -> usize {
+    results.iter().filter(|(_, took)| *took >= threshold).count()
 }
 
 /// Sends `GET` with the header line `authorization` on a raw HTTP/1.1 connection with

@@ -19,7 +19,7 @@
 //                                      IDaaS application whose Scope Value is unset.
 // A client gets only the scopes it requests with `scope=`; without `scope=` the token has none.
 // Scopes may be requested bare (`model.invoke`) or in the IDaaS form
-// (`api://model-studio|model.invoke`); the IDaaS `<resource>|.all` is not emulated.
+// (`api://model-studio|model.invoke`). The IDaaS form `<resource>|.all` is not emulated.
 //
 // Environment: IDP_PORT (default 9000); IDP_LISTEN_HOST (default 127.0.0.1), which only
 // docker-compose changes, to 0.0.0.0 inside its container so that the published port reaches it. The

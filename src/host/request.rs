@@ -112,8 +112,9 @@ pub struct Placement {
     rule_index: Option<usize>,
 }
 
-/// Maximum number of requests one worker keeps waiting for keys. A request beyond it gets 503
-/// `jwks_unavailable` at once, so a burst of tokens with unknown kids cannot grow memory without bound.
+/// Maximum number of requests one filter configuration keeps waiting for keys on a worker. A
+/// request beyond it gets 503 `jwks_unavailable` at once, so a burst of tokens with unknown
+/// kids cannot grow memory without bound.
 pub const MAX_HELD_REQUESTS: usize = 1000;
 
 /// Maximum number of held requests finished in one host callback. The rest wait for the next tick.
@@ -149,7 +150,7 @@ impl WaitingRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HoldOutcome {
     Held,
-    /// The worker already keeps `MAX_HELD_REQUESTS` waiting.
+    /// The configuration already keeps `MAX_HELD_REQUESTS` waiting on this worker.
     Full,
     /// The filter state was already borrowed, which should not happen.
     Busy,
@@ -270,16 +271,7 @@ impl FilterRequest {
                         log_held(shared_cell, placement, provider_index, kid.as_deref(), &info);
                         Action::Pause
                     }
-                    HoldOutcome::Full => {
-                        let Ok(shared) = shared_cell.try_borrow() else {
-                            return send_unavailable(&info);
-                        };
-                        let Some(config) = shared.plugin.get(placement.config_index) else {
-                            return send_unavailable(&info);
-                        };
-                        let denial = too_many_held_denial(provider_index);
-                        enforce(config, placement, Verdict::Deny(denial), &info)
-                    }
+                    HoldOutcome::Full => reject_over_cap(shared_cell, placement, provider_index, &info),
                     HoldOutcome::Busy => send_unavailable(&info),
                 }
             }
@@ -394,13 +386,21 @@ fn hold(
     HoldOutcome::Held
 }
 
-fn too_many_held_denial(provider_index: usize) -> Denial {
+/// Sends 503 `jwks_unavailable` to a request that `MAX_HELD_REQUESTS` kept from being held.
+fn reject_over_cap(shared_cell: &Rc<RefCell<Shared>>, placement: Placement, provider_index: usize, info: &RequestInfo) -> Action {
+    let Ok(shared) = shared_cell.try_borrow() else {
+        return send_unavailable(info);
+    };
+    let Some(config) = shared.plugin.get(placement.config_index) else {
+        return send_unavailable(info);
+    };
     let detail = format!("{MAX_HELD_REQUESTS} requests of this filter configuration already wait for keys on this worker");
-    Denial {
+    let denial = Denial {
         rejection: Rejection::new(Reason::JwksUnavailable, detail),
         provider_index: Some(provider_index),
         retry_after_seconds: Some(1),
-    }
+    };
+    enforce(config, placement, Verdict::Deny(denial), info)
 }
 
 /// Logs at `debug` that a request is now held, and what for.
@@ -571,9 +571,11 @@ pub fn release_waiting(shared_cell: &Rc<RefCell<Shared>>, source_index: usize) {
 }
 
 /// Finishes held requests that were released or whose deadline has passed, at most
-/// `MAX_FINISHED_PER_CALLBACK` of them, oldest first. Call it at most once per host callback,
-/// so that the cap holds. Requests at their deadline are authenticated once more and denied if
-/// they would still have to wait.
+/// `MAX_FINISHED_PER_CALLBACK` of them, oldest first. Requests at their deadline are
+/// authenticated once more and denied if they would still have to wait.
+///
+/// The cap bounds the replies of one host callback only because each callback (a tick, an HTTP
+/// call response, a request that adopted keys) calls this function once.
 pub fn finish_due(shared_cell: &Rc<RefCell<Shared>>, now_ms: u64) {
     let due = take_due(shared_cell, now_ms);
     finish_waiting(shared_cell, due, now_ms);
@@ -603,11 +605,11 @@ fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingReques
             (evaluate(&shared, waiting.placement, &waiting.info.authorization, now_ms), Rc::clone(&shared.plugin))
         });
         let Some((verdict, plugin)) = evaluated else {
-            answer_unavailable(waiting.context_id, &waiting.info);
+            reject_unevaluated(waiting.context_id, &waiting.info);
             continue;
         };
         let Some(config) = plugin.get(waiting.placement.config_index) else {
-            answer_unavailable(waiting.context_id, &waiting.info);
+            reject_unevaluated(waiting.context_id, &waiting.info);
             continue;
         };
 
@@ -637,8 +639,8 @@ fn finish_waiting(shared_cell: &Rc<RefCell<Shared>>, requests: Vec<WaitingReques
 /// Sends 503 to a held request that cannot be evaluated, so that it is never left without a
 /// response. Neither cause (filter state in use, a configuration index out of range) is
 /// expected.
-fn answer_unavailable(context_id: u32, info: &RequestInfo) {
-    error!("held request rejected: the filter state could not be read request_id={}", info.request_id);
+fn reject_unevaluated(context_id: u32, info: &RequestInfo) {
+    error!("held request rejected: the filter state or its configuration could not be read request_id={}", info.request_id);
     if hostcalls::set_effective_context(context_id).is_ok() {
         send_unavailable(info);
     }

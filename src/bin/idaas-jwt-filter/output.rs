@@ -27,8 +27,8 @@ pub fn write_stdout(text: std::fmt::Arguments<'_>) {
     }
 }
 
-/// Writes formatted text to standard error, ignoring a failed write: there is nowhere left to
-/// report it.
+/// Writes formatted text to standard error and ignores a failed write, because no place is left
+/// to report it.
 pub fn write_stderr(text: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let _ = std::io::stderr().lock().write_fmt(text);
