@@ -312,6 +312,18 @@ fn no_scope_client_token_is_forbidden() {
 }
 
 #[test]
+fn scope_with_no_break_space_is_rejected() {
+    let mut claims = tokens::idp_like_claims(&stack().issuer);
+    // Not a delimiter, so the value is neither `model.invoke` nor empty.
+    claims["scope"] = json!("model.invoke\u{a0}admin");
+    let token = tokens::sign_as_idp(&claims);
+
+    let reply = call_idp_listener(Some(&bearer(&token)));
+
+    assert_invalid_token(&reply, stack().listeners.idp, "claim_invalid", &token);
+}
+
+#[test]
 fn list_only_client_token_is_forbidden() {
     let token = tokens::fetch_idp_token(&stack().token_endpoint, "list-only", Some("model.invoke model.list"));
     let claims = tokens::decode_payload(&token);

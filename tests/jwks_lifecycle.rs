@@ -344,7 +344,22 @@ fn outages() -> Vec<Outage> {
             jwks: Some(json!({ "keys": [akp_jwk(), fixture_jwk(KEY_1)] })),
             expected_log: "skipping",
         },
+        Outage {
+            name: "rsa_exponent_one",
+            fault: None,
+            jwks: Some(json!({ "keys": [rsa_exponent_one_jwk(), fixture_jwk(KEY_1)] })),
+            expected_log: "at least 3",
+        },
     ]
+}
+
+/// Returns the public key `KEY_1` under another kid, with the exponent 1, which makes every
+/// message its own signature.
+fn rsa_exponent_one_jwk() -> Value {
+    let mut jwk = fixture_jwk(KEY_1);
+    jwk["kid"] = json!("rsa-exponent-one");
+    jwk["e"] = json!("AQ");
+    jwk
 }
 
 const OUTAGE_TIMEOUT_MS: u64 = 500;

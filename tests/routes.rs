@@ -43,7 +43,7 @@ use serde_json::{json, Map, Value};
 
 use gateway::{
     gateway, API_KEY, API_KEY_VARIABLE, CLIENT_ID_HEADER, DEFAULT_SCOPE, LIST_SCOPE, PAYLOAD_HEADER, SCOPE_HEADER,
-    SERVICE_SCOPE, TENANT_SCOPE,
+    SERVICE_SCOPE, TENANT_SCOPE, TUNING_SCOPE,
 };
 use http::Reply;
 use stack::work_dir;
@@ -190,6 +190,17 @@ fn scope_match_any_accepts_one_scope() {
 
     assert_reached_upstream(&accepted, "GET", path);
     assert_scope_insufficient(&rejected, "batch.write model.invoke");
+}
+
+#[test]
+fn regex_rule_applies_to_every_alternative() {
+    let invoke_only = mint_with_scope(DEFAULT_SCOPE);
+
+    // The second alternative only matches the whole path if the pattern is anchored as a whole.
+    for path in ["/v1/fine-tunes", "/v1/fine-tunes/admin"] {
+        let reply = get_with_token(gateway().listeners.routes, path, &invoke_only);
+        assert_scope_insufficient(&reply, TUNING_SCOPE);
+    }
 }
 
 #[test]
@@ -465,7 +476,7 @@ fn higress_domain_rule_sees_through_host_variants() {
         let reply = call(port, "GET", CHAT_PATH, &[("host", &host), ("authorization", &invoke)]);
         assert_scope_insufficient(&reply, TENANT_SCOPE);
     }
-    for host in [format!("{TENANT_HOST}:abc"), format!("{TENANT_HOST}..")] {
+    for host in [format!("{TENANT_HOST}:abc"), format!("{TENANT_HOST}.."), format!("[{TENANT_HOST}]"), format!("{TENANT_HOST}%2e")] {
         let reply = call(port, "GET", CHAT_PATH, &[("host", &host), ("authorization", &invoke)]);
         assert_denied(&reply, 400, "authority_invalid");
     }
@@ -541,6 +552,10 @@ fn invalid_rule_configs_name_index_and_field() {
     let mut config = valid.clone();
     config["rules"][2]["regex"] = json!("/v1/(batches");
     cases.push(("invalid_regex", config, "rules[2].regex: invalid regex"));
+
+    let mut config = valid.clone();
+    config["rules"][2]["regex"] = json!("(?x)/v1/batches # batch jobs");
+    cases.push(("regex_comment", config, "rules[2].regex: cannot be matched against the whole path"));
 
     let mut config = valid.clone();
     config["rules"][1]["providers"] = json!(["nobody"]);

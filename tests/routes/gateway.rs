@@ -19,6 +19,8 @@ use crate::tokens::AUDIENCE;
 pub const API_KEY: &str = "sk-test-123";
 pub const API_KEY_VARIABLE: &str = "DASHSCOPE_API_KEY";
 pub const CLIENT_ID_HEADER: &str = "x-idaas-client-id";
+/// Scope that the regex rule for `/v1/fine-tunes` requires.
+pub const TUNING_SCOPE: &str = "tuning.admin";
 pub const SCOPE_HEADER: &str = "x-idaas-scope";
 pub const PAYLOAD_HEADER: &str = "x-idaas-jwt-payload";
 /// The scope every route needs unless a rule sets another.
@@ -87,7 +89,8 @@ pub fn routes_plugin_config(issuer: &str) -> Value {
             { "prefix": "/healthz", "skip": true },
             { "path": "/v1/models", "methods": ["GET"], "required_scopes": [LIST_SCOPE] },
             { "prefix": "/v1/batches", "required_scopes": ["batch.write", DEFAULT_SCOPE], "scope_match": "any" },
-            { "prefix": "/v1/files", "required_scopes": ["files.write", DEFAULT_SCOPE] }
+            { "prefix": "/v1/files", "required_scopes": ["files.write", DEFAULT_SCOPE] },
+            { "regex": "/v1/fine-tunes|/v1/fine-tunes/admin", "required_scopes": [TUNING_SCOPE] }
         ],
         "claims_to_headers": [
             { "claim": "client_id", "header": CLIENT_ID_HEADER },
